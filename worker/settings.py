@@ -1,0 +1,213 @@
+"""Settings from the environment (prefix `SMSQ_`), validated once at start-up.
+
+The `SMSQ_PROVIDER*` and `SMSQ_RATE_LIMIT_*` variables define the connection named "default". More
+connections (several accounts or providers, each with its own limiter) come from a YAML or JSON file
+named by `SMSQ_CONNECTIONS_FILE`: a mapping of name -> {provider, url, username, password, api_key,
+rate_limit_calls, rate_limit_period_s, poll_share}.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.enums import ProviderKey
+from worker.errors import ConfigurationError
+
+#: Where each API lives when no URL is configured (PROVIDERS.md). Retarus lookups try de2, then de1.
+DEFAULT_PROVIDER_URLS: dict[ProviderKey, str] = {
+    ProviderKey.RETARUS: "https://sms4a.de2.retarus.com/rest/v1,https://sms4a.de1.retarus.com/rest/v1",
+    ProviderKey.RETARUS_HTTP: "https://sms4a.retarus.com/httpsimple/v1",
+    ProviderKey.SENDMODE: "https://rest.sendmode.com/v2",
+}
+
+
+class ConnectionSettings(BaseModel):
+    """One provider connection: provider key + base URL(s) + credentials + rate limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    provider: ProviderKey
+    urls: tuple[str, ...]
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    api_key: SecretStr = SecretStr("")
+    rate_limit_calls: int = Field(100, ge=1)
+    rate_limit_period_s: float = Field(60.0, gt=0)
+    poll_share: float = Field(0.2, ge=0, lt=1)
+    timeout_s: float = Field(10.0, gt=0)
+    connect_timeout_s: float = Field(3.0, gt=0)
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one base URL is required")
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"must be an http(s) URL, got {url!r}")
+        return tuple(url.rstrip("/") for url in value)
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> ConnectionSettings:
+        if self.provider is ProviderKey.SENDMODE:
+            if not self.api_key.get_secret_value():
+                raise ValueError("provider sendmode needs an api_key (SMSQ_PROVIDER_API_KEY)")
+        elif not self.username or not self.password.get_secret_value():
+            raise ValueError(
+                f"provider {self.provider} needs a username and a password "
+                "(SMSQ_PROVIDER_USERNAME, SMSQ_PROVIDER_PASSWORD)"
+            )
+        if self.provider is not ProviderKey.RETARUS and len(self.urls) > 1:
+            raise ValueError(f"provider {self.provider} takes one base URL, got {len(self.urls)}")
+        return self
+
+
+class Settings(BaseSettings):
+    """Every SMSQ_ variable. Defaults run locally: Redis on localhost, a SQLite file."""
+
+    model_config = SettingsConfigDict(env_prefix="SMSQ_", extra="ignore", frozen=True)
+
+    broker_url: str = "redis://localhost:6379/0"
+    redis_url: str | None = None
+    database_url: str = "sqlite:///./smsq.db"
+
+    provider: ProviderKey = ProviderKey.RETARUS
+    provider_url: str | None = None
+    provider_username: str = ""
+    provider_password: SecretStr = SecretStr("")
+    provider_api_key: SecretStr = SecretStr("")
+    rate_limit_calls: int = Field(100, ge=1)
+    rate_limit_period_s: float = Field(60.0, gt=0)
+    poll_share: float = Field(0.2, ge=0, lt=1)
+    connections_file: Path | None = None
+
+    default_country: str = Field("DE", pattern=r"^[A-Z]{2}$")
+
+    poll_interval_s: float = Field(10.0, gt=0)
+    poll_max_interval_s: float = Field(300.0, gt=0)
+    long_open_refresh_s: float = Field(120.0, gt=0)
+    release_interval_s: float = Field(5.0, gt=0)
+    reconcile_interval_s: float = Field(30.0, gt=0)
+    submit_timeout_s: float = Field(120.0, gt=0)
+    queued_grace_s: float = Field(60.0, gt=0)
+    validity_grace_s: float = Field(3600.0, ge=0)
+
+    visibility_timeout_s: int = Field(3600, ge=60)
+    send_max_retries: int = Field(8, ge=0)
+    retry_backoff_max_s: float = Field(300.0, gt=0)
+    batch_max_recipients: int = Field(3000, ge=1, le=3000)
+
+    clock_speed: float = Field(1.0, gt=0)
+    clock_epoch: float | None = None
+
+    metrics_port: int | None = None
+
+    @field_validator("default_country", mode="before")
+    @classmethod
+    def _upper_country(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_intervals(self) -> Settings:
+        if self.retry_backoff_max_s * 4 > self.visibility_timeout_s:
+            raise ValueError("retry_backoff_max_s must stay far below visibility_timeout_s (at most a quarter)")
+        return self
+
+    @property
+    def redis(self) -> str:
+        """The Redis URL for the limiter and locks (the broker's unless SMSQ_REDIS_URL is set)."""
+        return self.redis_url or self.broker_url
+
+    def default_connection(self) -> ConnectionSettings:
+        try:
+            return ConnectionSettings(
+                name="default",
+                provider=self.provider,
+                urls=self.provider_url or DEFAULT_PROVIDER_URLS[self.provider],  # type: ignore[arg-type]
+                username=self.provider_username,
+                password=self.provider_password,
+                api_key=self.provider_api_key,
+                rate_limit_calls=self.rate_limit_calls,
+                rate_limit_period_s=self.rate_limit_period_s,
+                poll_share=self.poll_share,
+            )
+        except ValidationError as exc:
+            raise ConfigurationError(f"connection 'default': {_first(exc)}") from None
+
+    def connections(self) -> dict[str, ConnectionSettings]:
+        """Every configured connection by name; raises ConfigurationError on a bad or missing value."""
+        found = {"default": self.default_connection()}
+        if self.connections_file is not None:
+            found.update(load_connections_file(self.connections_file))
+        return found
+
+    def connection(self, name: str) -> ConnectionSettings:
+        connections = self.connections()
+        if name not in connections:
+            raise ConfigurationError(f"unknown connection {name!r}; configured: {', '.join(sorted(connections))}")
+        return connections[name]
+
+
+def load_connections_file(path: Path) -> dict[str, ConnectionSettings]:
+    """Read extra connections from a YAML or JSON mapping of name -> connection fields."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"SMSQ_CONNECTIONS_FILE: cannot read {path}: {exc.strerror}") from None
+    raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"SMSQ_CONNECTIONS_FILE: {path} must hold a mapping of name -> connection")
+    result: dict[str, ConnectionSettings] = {}
+    for name, fields in raw.items():
+        if not isinstance(fields, dict):
+            raise ConfigurationError(f"connection {name!r}: must be a mapping")
+        data = {"name": name, **fields}
+        if "url" in data:
+            data["urls"] = data.pop("url")
+        if "urls" not in data and "provider" in data:
+            data["urls"] = DEFAULT_PROVIDER_URLS.get(data["provider"], "")
+        try:
+            result[str(name)] = ConnectionSettings.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigurationError(f"connection {name!r}: {_first(exc)}") from None
+    return result
+
+
+def _first(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (plus overrides); ConfigurationError names the bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        variable = f"SMSQ_{where.upper()}" if where else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigurationError(f"{variable}: {message}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once (the composition root calls this; nothing else should)."""
+    return load_settings()
