@@ -40,7 +40,9 @@ def parse_datetime(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"must be an ISO-8601 timestamp with an offset (e.g. 2030-01-01T10:00Z), got {value!r}")
+        raise ValueError(
+            f"must be an ISO-8601 timestamp with an offset (e.g. 2030-01-01T10:00Z), got {value!r}"
+        ) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"must carry a UTC offset such as Z or +01:00, got {value!r}")
     return parsed

@@ -1,0 +1,127 @@
+"""The database tables: jobs, their recipients, and the provider calls (submissions) that carry them.
+
+One `Job` is what a producer enqueued (its request JSON, options and windows). Each recipient has one
+`Recipient` row whose id is also the recipient-level customerRef sent to the provider, which is how a
+provider recipient maps back to its row. A `Submission` is one provider call: under backlog one Retarus
+job (one submission) carries the recipients of many compatible jobs. Submissions are what gets polled.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, String, Text
+from sqlmodel import Field, SQLModel
+
+from models.enums import JobState, Outcome
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _dt(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class SubmissionState:
+    """States of one provider call (plain strings: stored in `smsq_submission.state`)."""
+
+    IN_FLIGHT = "in_flight"  # committed before the call; the call may or may not have reached the provider
+    ACCEPTED = "accepted"  # the provider returned its job id; being polled
+    FINISHED = "finished"  # every recipient final
+    ABSENT = "absent"  # proven never received by the provider: its recipients may be sent again
+    FAILED = "failed"  # refused or not reached; its recipients went back to their job
+    UNKNOWN = "unknown"  # may have reached the provider, cannot be looked up: never resent
+
+    OPEN = (IN_FLIGHT, ACCEPTED)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "smsq_job"
+    __table_args__ = (
+        Index("ix_smsq_job_claim", "connection", "state", "due_at"),
+        Index("ix_smsq_job_state_updated", "state", "updated_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    connection: str = Field(max_length=64)
+    provider: str = Field(max_length=16)
+    state: str = Field(default=JobState.QUEUED, max_length=16)
+    qos_rank: int = 1  # 0 express, 1 normal: claim order
+    request: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    options_key: str = Field(max_length=64)  # jobs with equal keys may share one provider call
+    solo: bool = False  # refused once inside a shared call: goes alone from now on
+    idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
+    recipient_count: int = 0
+    parts: int = 0  # SMS parts of the whole job (credits)
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+    due_at: datetime = Field(sa_type=DateTime(timezone=True))
+    expires_at: datetime | None = _dt()
+    published_at: datetime | None = _dt()
+    claimed_at: datetime | None = _dt()
+    claim_token: str | None = Field(default=None, max_length=36)
+    submitted_at: datetime | None = _dt()
+    finished_at: datetime | None = _dt()
+    attempts: int = 0
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Recipient(SQLModel, table=True):
+    __tablename__ = "smsq_recipient"
+    __table_args__ = (Index("ix_smsq_recipient_job", "job_id", "final"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    job_id: str = Field(foreign_key="smsq_job.id", max_length=36)
+    message_index: int = 0
+    position: int = 0
+    dst: str = Field(max_length=32)
+    customer_ref: str | None = Field(default=None, max_length=64)  # the producer's own, kept locally
+    blackouts: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    due_at: datetime | None = _dt()  # locally enforced windows (HTTP Simple, Sendmode)
+    submission_id: str | None = Field(default=None, max_length=36, index=True)
+    provider_job_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
+    sms_id: str | None = Field(default=None, max_length=64)
+    process_status: str | None = Field(default=None, max_length=16)
+    status: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    sent_ts: datetime | None = _dt()
+    finished_ts: datetime | None = _dt()
+    outcome: str = Field(default=Outcome.PENDING, max_length=16)
+    final: bool = False
+    updated_at: datetime | None = _dt()
+
+
+class Submission(SQLModel, table=True):
+    __tablename__ = "smsq_submission"
+    __table_args__ = (Index("ix_smsq_submission_poll", "connection", "state", "next_poll_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    connection: str = Field(max_length=64)
+    provider: str = Field(max_length=16)
+    state: str = Field(default=SubmissionState.IN_FLIGHT, max_length=16)
+    provider_job_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
+    recipient_count: int = 0
+    started_at: datetime = Field(sa_type=DateTime(timezone=True))
+    completed_at: datetime | None = _dt()
+    finished_at: datetime | None = _dt()
+    not_before: datetime | None = _dt()  # jobPeriod: never polled before it
+    blackouts: list[str] | None = Field(default=None, sa_column=Column(JSON))  # job-level periods
+    poll_deadline: datetime | None = _dt()  # validity + grace: reconciled once then closed
+    next_poll_at: datetime | None = _dt()
+    poll_attempt: int = 0
+    last_refresh_at: datetime | None = _dt()
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Suppression(SQLModel, table=True):
+    """Numbers that opted out: later sends skip them (outcome `suppressed`)."""
+
+    __tablename__ = "smsq_suppression"
+
+    dst: str = Field(primary_key=True, max_length=32)
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    reason: str | None = Field(default=None, max_length=200)
