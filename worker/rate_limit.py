@@ -1,0 +1,267 @@
+"""The fleet-wide provider rate limiter: one sliding-window log per provider connection, in Redis.
+
+Every worker process of every host that talks to one provider connection shares one limiter, so the
+connection's limit (DESIGN.md: 100 calls per 60 s by default) holds across the fleet. It is a
+sliding-window *log*, not a token bucket: a bucket of capacity N refilled at N per period lets 2N-1
+calls through in one period (a full bucket drained at once, then the refill), while the log
+guarantees that no window of `period_s + margin_s` ever holds more than `limit_calls` granted calls.
+
+The decision runs as one Lua script on Redis's own clock (`TIME`), so processes with skewed clocks
+still agree, and check-then-take is atomic. Keys live under `smsq:limiter:{name}:` (the braces are a
+Redis Cluster hash tag, keeping one limiter's keys in one slot) and expire on their own.
+
+Two kinds of call share a budget: "send" calls may fill at most `limit_calls - reserved` slots,
+"poll" calls may use all of them, so status polling keeps working while a backlog of sends saturates
+the limiter. A provider 429 `pause()`s the whole connection for its Retry-After.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, Protocol
+
+import redis
+
+__all__ = [
+    "CallKind",
+    "Grant",
+    "LimiterStats",
+    "RateLimiter",
+    "RedisRateLimiter",
+    "send_slots",
+]
+
+CallKind = Literal["send", "poll"]
+
+#: Key prefix of every limiter key.
+KEY_PREFIX = "smsq:limiter"
+
+#: Shortest nap `acquire` takes between two attempts, so it never busy-loops on tiny waits.
+MIN_NAP_S = 0.001
+
+#: Extra lifetime of the log key beyond its window, so a slow script never sees it vanish mid-window.
+_KEY_SLACK_MS = 1000
+
+# KEYS[1]  the log: a ZSET of granted calls, score = Redis time in microseconds
+# KEYS[2]  the pause: a string holding the Redis time (microseconds) until which all calls are refused
+# ARGV[1]  window length in microseconds (period + margin)
+# ARGV[2]  how many calls of this kind the window may hold (send: limit - reserved; poll: limit)
+# ARGV[3]  a random nonce making the ZSET member unique even for grants in the same microsecond
+# ARGV[4]  expiry of the log key in milliseconds
+# returns  {1, now_us} when a slot was taken; {0, wait_us} (wait_us >= 1) when refused
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local paused = tonumber(redis.call('GET', KEYS[2]))
+if paused and paused > now_us then
+  return {0, paused - now_us}
+end
+local window_us = tonumber(ARGV[1])
+local allowed = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_us - window_us)
+local count = redis.call('ZCARD', KEYS[1])
+if count < allowed then
+  redis.call('ZADD', KEYS[1], now_us, string.format('%d', now_us) .. ':' .. ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return {1, now_us}
+end
+-- A slot of this kind frees when the (count - allowed + 1)-th oldest call leaves the window.
+local oldest = redis.call('ZRANGE', KEYS[1], count - allowed, count - allowed, 'WITHSCORES')
+local wait_us = tonumber(oldest[2]) + window_us - now_us
+if wait_us < 1 then
+  wait_us = 1
+end
+return {0, wait_us}
+"""
+
+# KEYS[1]  the pause key
+# ARGV[1]  pause length in microseconds
+# returns  the pause end in Redis microseconds (an existing longer pause is kept)
+_PAUSE_LUA = """
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local until_us = now_us + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]))
+if current and current > until_us then
+  until_us = current
+end
+local ttl_ms = math.ceil((until_us - now_us) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%d', until_us), 'PX', ttl_ms)
+return until_us
+"""
+
+# KEYS[1]  the log
+# ARGV[1]  window length in microseconds
+# returns  the number of calls granted in the current window
+_USAGE_LUA = """
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', now_us - tonumber(ARGV[1])), '+inf')
+"""
+
+
+def send_slots(limit_calls: int, poll_share: float) -> int:
+    """Slots per window that "send" calls may use: the limit less ceil(limit * poll_share).
+
+    Sends always keep at least one slot: with a limit of 1 nothing can be reserved without starving
+    sends for good.
+    """
+    reserved = math.ceil(limit_calls * poll_share)
+    return max(1, limit_calls - reserved)
+
+
+class Grant(NamedTuple):
+    """The outcome of one attempt: granted, or refused with `wait_s` > 0 until a slot may free."""
+
+    granted: bool
+    wait_s: float
+    redis_time_us: int | None  # Redis time of the grant (None when refused)
+
+
+@dataclass
+class LimiterStats:
+    """Counters for metrics; updated by `RedisRateLimiter.acquire` (thread-safe)."""
+
+    grants: int = 0
+    waits: int = 0
+    wait_s_total: float = 0.0
+    timeouts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, *, grants: int = 0, waits: int = 0, wait_s: float = 0.0, timeouts: int = 0) -> None:
+        with self._lock:
+            self.grants += grants
+            self.waits += waits
+            self.wait_s_total += wait_s
+            self.timeouts += timeouts
+
+
+class RateLimiter(Protocol):
+    """What delivery and polling need from a limiter (the Redis one, or a test double)."""
+
+    def try_acquire(self, kind: CallKind = "send") -> float: ...
+
+    def acquire(
+        self, kind: CallKind = "send", *, max_wait_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
+    ) -> bool: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+
+class RedisRateLimiter:
+    """At most `limit_calls` calls in any window of `period_s + margin_s`, across every process.
+
+    `margin_s` widens the window a little so network jitter between us and the provider cannot make
+    the provider see more calls in its own window than we granted in ours.
+    """
+
+    def __init__(
+        self,
+        redis: redis.Redis[Any],
+        name: str,
+        limit_calls: int,
+        period_s: float,
+        *,
+        poll_share: float = 0.2,
+        margin_s: float = 0.05,
+        on_wait: Callable[[str, float], None] | None = None,
+    ) -> None:
+        if limit_calls < 1:
+            raise ValueError(f"limit_calls must be >= 1, got {limit_calls}")
+        if period_s <= 0:
+            raise ValueError(f"period_s must be > 0, got {period_s}")
+        if not 0 <= poll_share < 1:
+            raise ValueError(f"poll_share must be in [0, 1), got {poll_share}")
+        if margin_s < 0:
+            raise ValueError(f"margin_s must be >= 0, got {margin_s}")
+        if not name:
+            raise ValueError("name must not be empty")
+        self.name = name
+        self.limit_calls = limit_calls
+        self.period_s = period_s
+        self.margin_s = margin_s
+        self.poll_share = poll_share
+        self.on_wait = on_wait
+        self.stats = LimiterStats()
+        self._redis = redis
+        self._slots: dict[CallKind, int] = {"send": send_slots(limit_calls, poll_share), "poll": limit_calls}
+        self._window_us = round((period_s + margin_s) * 1_000_000)
+        self._ttl_ms = math.ceil(self._window_us / 1000) + _KEY_SLACK_MS
+        self.log_key = f"{KEY_PREFIX}:{{{name}}}:log"
+        self.pause_key = f"{KEY_PREFIX}:{{{name}}}:paused_until"
+        self._acquire_script = redis.register_script(_ACQUIRE_LUA)
+        self._pause_script = redis.register_script(_PAUSE_LUA)
+        self._usage_script = redis.register_script(_USAGE_LUA)
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisRateLimiter(name={self.name!r}, limit_calls={self.limit_calls}, period_s={self.period_s}, "
+            f"send_slots={self._slots['send']})"
+        )
+
+    def slots(self, kind: CallKind) -> int:
+        """How many calls of `kind` one window may hold."""
+        return self._slots[kind]
+
+    def attempt(self, kind: CallKind = "send") -> Grant:
+        """Try to take one slot, reporting the Redis time of the grant (for tests and metrics)."""
+        if kind not in self._slots:
+            raise ValueError(f"kind must be 'send' or 'poll', got {kind!r}")
+        granted, value = self._acquire_script(
+            keys=[self.log_key, self.pause_key],
+            args=[self._window_us, self._slots[kind], secrets.token_hex(8), self._ttl_ms],
+        )
+        if int(granted) == 1:
+            return Grant(True, 0.0, int(value))
+        return Grant(False, max(int(value), 1) / 1_000_000, None)
+
+    def try_acquire(self, kind: CallKind = "send") -> float:
+        """Take a slot and return 0.0, or return the seconds (> 0) until one may free."""
+        return self.attempt(kind).wait_s
+
+    def acquire(
+        self, kind: CallKind = "send", *, max_wait_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
+    ) -> bool:
+        """Take a slot, sleeping at most `max_wait_s` in total; False when none frees in time.
+
+        On False the caller re-schedules its task (without counting a retry). When the limiter says
+        the next slot frees later than the time left, it gives up at once instead of sleeping in vain.
+        """
+        slept_s = 0.0
+        while True:
+            wait_s = self.try_acquire(kind)
+            if wait_s == 0.0:
+                self.stats.record(grants=1)
+                return True
+            remaining_s = max_wait_s - slept_s
+            if wait_s > remaining_s:
+                self.stats.record(timeouts=1)
+                return False
+            nap_s = min(max(wait_s, MIN_NAP_S), remaining_s)
+            self.stats.record(waits=1, wait_s=nap_s)
+            if self.on_wait is not None:
+                self.on_wait(kind, nap_s)
+            sleep(nap_s)
+            slept_s += nap_s
+
+    def pause(self, seconds: float) -> None:
+        """Refuse every call on this connection for `seconds` (a provider 429's Retry-After).
+
+        An already running longer pause is kept.
+        """
+        if seconds <= 0:
+            return
+        self._pause_script(keys=[self.pause_key], args=[math.ceil(seconds * 1_000_000)])
+
+    def usage(self) -> int:
+        """Calls granted in the current window."""
+        return int(self._usage_script(keys=[self.log_key], args=[self._window_us]))
+
+    def reset(self) -> None:
+        """Forget every granted call and any pause (for tests and operators)."""
+        self._redis.delete(self.log_key, self.pause_key)
