@@ -1,0 +1,349 @@
+"""The provider-neutral SMS job request producers enqueue, with every rule of the Retarus REST v1 contract.
+
+The shape is the Retarus JobRequest (PROVIDERS.md 1.4): `SmsRequest` holds `messages` (text plus
+recipients) and job-wide `options`. Validation enforces the contract before anything is stored or
+queued: phone numbers parsed and normalised to E.164, sender id syntax, billcode and customerRef
+lengths, validityMin 0 or 5..2880, maxParts 1..20, at most 3000 recipients per job, ISO-8601 blackout
+intervals and jobPeriod with a UTC offset, and no text that needs more SMS parts than maxParts allows.
+
+National numbers take their country from the validation context key ``"default_region"`` (ISO 3166
+alpha-2, "DE" when absent): ``SmsRequest.from_json(data, default_region="AT")``.
+
+`first_error` turns a pydantic ValidationError into one ``(field, rule)`` pair, the field a dotted path
+as the caller wrote it (``options.validityMin``, ``messages.0.recipients.2.dst``) and the rule in plain
+words (``must be 0 or between 5 and 2880``); the producer API raises it as `InvalidRequest(field, rule)`.
+Errors never echo the offending value, so phone numbers and texts stay out of logs.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Self
+
+import phonenumbers
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from models.enums import Encoding, InvalidCharacters, Qos
+from models.intervals import Interval, parse_datetime, parse_interval
+from models.segments import MAX_PARTS, segments_for
+
+#: The contract's limit on recipients in one job, summed over all messages.
+MAX_RECIPIENTS_PER_JOB = 3000
+#: Region for numbers written without a country code when the validation context names none.
+DEFAULT_REGION = "DE"
+#: Validation context key holding the default region (ISO 3166 alpha-2).
+DEFAULT_REGION_KEY = "default_region"
+
+BILLCODE_MAX_CHARS = 70
+#: Retarus: "Recommended max. 64 characters" (job and recipient level).
+CUSTOMER_REF_MAX_CHARS = 64
+VALIDITY_MIN_RANGE = (5, 2880)
+#: Sender id: numeric (optional '+', up to 20 digits) or alphanumeric (up to 11 characters of
+#: a-zA-Z0-9, space and ASCII punctuation). The contract's Java pattern uses \p{Punct}, which is
+#: exactly Python's string.punctuation.
+SENDER_ID_PATTERN = re.compile(r"\+?[0-9]{1,20}|[a-zA-Z0-9 " + re.escape(string.punctuation) + r"]{1,11}")
+
+_RULE_ERROR = "sms_rule"
+
+
+def format_timestamp(value: datetime) -> str:
+    """ISO-8601 with the offset and no more fraction digits than needed (Retarus's own examples use ms)."""
+    if value.microsecond == 0:
+        timespec = "seconds"
+    elif value.microsecond % 1000 == 0:
+        timespec = "milliseconds"
+    else:
+        timespec = "microseconds"
+    return value.isoformat(timespec=timespec)
+
+
+def _to_interval(value: object) -> Interval:
+    if isinstance(value, Interval):
+        return value
+    if isinstance(value, str):
+        return parse_interval(value)
+    raise ValueError("must be an ISO-8601 interval string 'start/end'")
+
+
+def _to_aware_datetime(value: object) -> datetime:
+    if isinstance(value, str):
+        return parse_datetime(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must carry a UTC offset such as Z or +01:00")
+        return value
+    raise ValueError("must be an ISO-8601 timestamp with a UTC offset")
+
+
+#: An ISO-8601 interval `start/end`; serialised back to the caller's own spelling.
+BlackoutPeriod = Annotated[
+    Interval,
+    PlainValidator(_to_interval, json_schema_input_type=str),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "examples": ["2018-10-25T18:00Z/2018-10-26T07:00Z"]}),
+]
+#: An aware datetime; accepted as an ISO-8601 string with an offset, serialised as ISO-8601 in JSON.
+AwareTimestamp = Annotated[
+    datetime,
+    PlainValidator(_to_aware_datetime, json_schema_input_type=str),
+    PlainSerializer(format_timestamp, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+CustomerRef = Annotated[str, Field(max_length=CUSTOMER_REF_MAX_CHARS)]
+
+
+def normalise_number(number: str, default_region: str = DEFAULT_REGION) -> str:
+    """`number` in E.164; national numbers belong to `default_region`. ValueError if it is not valid."""
+    region = _checked_region(default_region)
+    international = number.strip().startswith(("+", "00"))
+    where = "" if international else f" for region {region}"
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError(f"not a valid phone number{where}") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError(f"not a valid phone number{where}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _checked_region(region: object) -> str:
+    code = str(region).upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"default region {region!r} is not an ISO 3166 alpha-2 region with phone numbers")
+    return code
+
+
+def _region_from(context: object) -> str:
+    if isinstance(context, Mapping):
+        return str(context.get(DEFAULT_REGION_KEY) or DEFAULT_REGION)
+    return DEFAULT_REGION
+
+
+class _ContractModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        frozen=True,
+        # Inputs are phone numbers and message texts: keep them out of error reprs and logs.
+        hide_input_in_errors=True,
+    )
+
+
+class Recipient(_ContractModel):
+    """One destination of a message. Its blackoutPeriods, when set, replace the job's."""
+
+    dst: str
+    customer_ref: CustomerRef | None = None
+    blackout_periods: list[BlackoutPeriod] | None = None
+
+    @field_validator("dst")
+    @classmethod
+    def _normalise_dst(cls, value: str, info: ValidationInfo) -> str:
+        return normalise_number(value, _region_from(info.context))
+
+
+class Message(_ContractModel):
+    """One text and the recipients it goes to."""
+
+    text: str
+    recipients: Annotated[list[Recipient], Field(min_length=1)]
+
+    @field_validator("text")
+    @classmethod
+    def _text_has_content(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty or only whitespace")
+        return value
+
+
+class JobOptions(_ContractModel):
+    """Job-wide options of the Retarus JobRequest; None means "not sent, provider default"."""
+
+    src: str | None = None
+    encoding: Encoding = Encoding.STANDARD
+    billcode: Annotated[str, Field(max_length=BILLCODE_MAX_CHARS)] | None = None
+    status_requested: bool | None = None
+    flash: bool | None = None
+    customer_ref: CustomerRef | None = None
+    validity_min: int | None = None
+    max_parts: int | None = None
+    invalid_characters: InvalidCharacters | None = None
+    qos: Qos = Qos.NORMAL
+    job_period: AwareTimestamp | None = None
+    duplicate_detection: bool | None = None
+    blackout_periods: list[BlackoutPeriod] | None = None
+
+    @field_validator("src")
+    @classmethod
+    def _sender_id(cls, value: str | None) -> str | None:
+        if value is not None and SENDER_ID_PATTERN.fullmatch(value) is None:
+            raise ValueError(
+                "must be a numeric sender id of at most 20 digits (optionally with a leading '+') or an "
+                "alphanumeric one of at most 11 characters from a-z, A-Z, 0-9, space and ASCII punctuation"
+            )
+        return value
+
+    @field_validator("validity_min")
+    @classmethod
+    def _validity(cls, value: int | None) -> int | None:
+        low, high = VALIDITY_MIN_RANGE
+        if value is not None and value != 0 and not low <= value <= high:
+            raise ValueError(f"must be 0 or between {low} and {high}")
+        return value
+
+    @field_validator("max_parts")
+    @classmethod
+    def _max_parts(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= MAX_PARTS:
+            raise ValueError(f"must be between 1 and {MAX_PARTS}")
+        return value
+
+
+class SmsRequest(_ContractModel):
+    """An SMS job: messages with their recipients, and job-wide options (the Retarus JobRequest)."""
+
+    messages: Annotated[list[Message], Field(min_length=1)]
+    options: JobOptions = JobOptions()
+
+    @classmethod
+    def from_json(
+        cls, data: Mapping[str, Any] | str | bytes, *, default_region: str = DEFAULT_REGION
+    ) -> Self:
+        """Validate a JobRequest given as parsed JSON or JSON text; national numbers in `default_region`."""
+        context = {DEFAULT_REGION_KEY: _checked_region(default_region)}
+        if isinstance(data, str | bytes):
+            return cls.model_validate_json(data, context=context)
+        return cls.model_validate(data, context=context)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_oversized_job_early(cls, data: Any) -> Any:
+        # Counted before the recipients are parsed, so an oversized job costs no phone-number parsing.
+        messages = data.get("messages") if isinstance(data, Mapping) else None
+        if isinstance(messages, list):
+            count = sum(_raw_recipient_count(message) for message in messages)
+            if count > MAX_RECIPIENTS_PER_JOB:
+                raise _rule_error(("messages",), _too_many_recipients(count))
+        return data
+
+    @model_validator(mode="after")
+    def _check_job_limits(self) -> Self:
+        count = self.recipient_count
+        if count > MAX_RECIPIENTS_PER_JOB:
+            raise _rule_error(("messages",), _too_many_recipients(count))
+        options = self.options
+        limit = options.max_parts
+        for index, message in enumerate(self.messages):
+            location = ("messages", index, "text")
+            try:
+                parts = segments_for(message.text, options.encoding, options.invalid_characters)
+            except ValueError as exc:
+                raise _rule_error(location, str(exc)) from None
+            if limit is None and parts > MAX_PARTS:
+                raise _rule_error(location, f"needs {parts} SMS parts but at most {MAX_PARTS} are allowed")
+            if limit is not None and parts > limit:
+                raise _rule_error(location, f"needs {parts} SMS parts but maxParts is {limit}")
+        return self
+
+    @property
+    def recipient_count(self) -> int:
+        """Recipients summed over all messages (each is one SMS job entry at the provider)."""
+        return sum(len(message.recipients) for message in self.messages)
+
+    def effective_blackouts(self, recipient: Recipient) -> list[Interval]:
+        """The blackout periods that apply to `recipient`: its own when set (even empty), else the job's."""
+        if recipient.blackout_periods is not None:
+            return list(recipient.blackout_periods)
+        return list(self.options.blackout_periods or [])
+
+    def to_retarus_json(self) -> dict[str, Any]:
+        """The Retarus JobRequest body: camelCase, None fields left out, enums as their strings,
+        jobPeriod as ISO-8601, blackout periods as written. encoding and qos are always sent."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _raw_recipient_count(message: object) -> int:
+    if isinstance(message, Message):
+        return len(message.recipients)
+    recipients = message.get("recipients") if isinstance(message, Mapping) else None
+    return len(recipients) if isinstance(recipients, list) else 0
+
+
+def _too_many_recipients(count: int) -> str:
+    return f"has {count} recipients in total but a job may have at most {MAX_RECIPIENTS_PER_JOB}"
+
+
+def _rule_error(loc: tuple[str | int, ...], rule: str) -> ValidationError:
+    """A ValidationError located at `loc`; raised inside a validator, pydantic merges it (prefixing the
+    location when this model is nested), so model-level rules still name the field they concern."""
+    detail = InitErrorDetails(
+        type=PydanticCustomError(_RULE_ERROR, "{rule}", {"rule": rule}), loc=loc, input=None
+    )
+    return ValidationError.from_exception_data("SmsRequest", [detail], hide_input=True)
+
+
+#: pydantic's built-in error types in plain words; `{name}` is filled from the error's context.
+_RULES: dict[str, str] = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field of the job request",
+    "string_type": "must be a string",
+    "string_too_long": "must be at most {max_length} characters",
+    "string_too_short": "must be at least {min_length} characters",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "enum": "must be {expected}",
+    "too_long": "must contain at most {max_length} items",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "json_invalid": "is not valid JSON",
+}
+
+
+def first_error(exc: ValidationError) -> tuple[str, str]:
+    """The first error of `exc` as (dotted field path as the caller wrote it, rule in plain words)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return "request", "is invalid"
+    error = errors[0]
+    field = ".".join(str(part) for part in error["loc"]) or "request"
+    return field, _rule_text(error["type"], error["msg"], error.get("ctx") or {})
+
+
+def _rule_text(kind: str, message: str, context: Mapping[str, Any]) -> str:
+    if kind in ("value_error", "assertion_error"):
+        return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "too_short":
+        minimum = context.get("min_length", 1)
+        return "must not be empty" if minimum == 1 else f"must contain at least {minimum} items"
+    template = _RULES.get(kind)
+    if template is None:
+        return message[:1].lower() + message[1:]
+    try:
+        return template.format(**context)
+    except (KeyError, IndexError):
+        return message[:1].lower() + message[1:]
