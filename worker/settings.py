@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.enums import ProviderKey
@@ -125,7 +133,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_intervals(self) -> Settings:
         if self.retry_backoff_max_s * 4 > self.visibility_timeout_s:
-            raise ValueError("retry_backoff_max_s must stay far below visibility_timeout_s (at most a quarter)")
+            raise ValueError(
+                "retry_backoff_max_s must stay far below visibility_timeout_s (at most a quarter)"
+            )
         return self
 
     @property
@@ -138,7 +148,7 @@ class Settings(BaseSettings):
             return ConnectionSettings(
                 name="default",
                 provider=self.provider,
-                urls=self.provider_url or DEFAULT_PROVIDER_URLS[self.provider],  # type: ignore[arg-type]
+                urls=self.provider_url or DEFAULT_PROVIDER_URLS[self.provider],
                 username=self.provider_username,
                 password=self.provider_password,
                 api_key=self.provider_api_key,
@@ -159,7 +169,9 @@ class Settings(BaseSettings):
     def connection(self, name: str) -> ConnectionSettings:
         connections = self.connections()
         if name not in connections:
-            raise ConfigurationError(f"unknown connection {name!r}; configured: {', '.join(sorted(connections))}")
+            raise ConfigurationError(
+                f"unknown connection {name!r}; configured: {', '.join(sorted(connections))}"
+            )
         return connections[name]
 
 

@@ -1,0 +1,280 @@
+"""Polling: learn each recipient's fate at a small cost in provider calls, and write it down.
+
+A submission (one provider job) is polled only when due: its `next_poll_at` backs off from
+`poll_interval_s` to `poll_max_interval_s`, is never before its jobPeriod, and moves out of its
+blackout periods to their end. Past its validity plus grace it is reconciled once and closed, its
+still-open recipients recorded as `unknown`.
+
+Retarus REST v1, per connection and cycle: one listing of open jobs (all pages) says which due
+submissions have closed; recipient reports are fetched only for those (one call each) and, every
+`long_open_refresh_s`, for long-open ones so intermediate states (RUNNING) show. HTTP Simple: one
+report call per due message. Sendmode has no status API: its recipients were final when accepted.
+Every call goes through the connection's limiter as a "poll" call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from models.db import transaction, utc
+from models.enums import JobState, Outcome, ProviderKey
+from models.intervals import parse_interval
+from models.retarus import RecipientReport
+from models.status import classify
+from models.tables import Job, Recipient, Submission, SubmissionState
+from scheduler.windows import next_poll_at, normalise_blackouts
+from worker.delivery import _terminal_state
+from worker.errors import ProviderError, RateLimitExceeded
+from worker.limited import call_kind
+from worker.providers import RetarusClient, RetarusHttpClient
+from worker.runtime import Runtime
+
+log = logging.getLogger("smsq.poll")
+
+#: Submissions examined per connection and cycle.
+POLL_BATCH = 500
+#: Listing window slack around our own submission times.
+LISTING_SLACK = timedelta(minutes=5)
+
+
+@dataclass
+class PollReport:
+    listings: int = 0
+    reports: int = 0
+    refreshes: int = 0
+    finished: int = 0
+    closed_unknown: int = 0
+    postponed: bool = False
+
+
+@dataclass(frozen=True)
+class Report:
+    """One recipient's status as a provider reported it (REST and HTTP Simple alike)."""
+
+    customer_ref: str | None
+    dst: str | None
+    process_status: str | None
+    status: str | None
+    reason: str | None = None
+    sms_id: str | None = None
+    sent_ts: datetime | None = None
+    finished_ts: datetime | None = None
+
+
+def poll_connection(rt: Runtime, connection: str) -> PollReport:
+    """One polling cycle for one connection."""
+    provider = ProviderKey(rt.connection(connection).provider)
+    report = PollReport()
+    if provider is ProviderKey.SENDMODE:
+        return report
+    now = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        due = list(
+            session.exec(
+                select(Submission)
+                .where(
+                    Submission.connection == connection,
+                    Submission.state == SubmissionState.ACCEPTED,
+                    col(Submission.next_poll_at) <= now,
+                )
+                .order_by(col(Submission.next_poll_at))
+                .limit(POLL_BATCH)
+            )
+        )
+    if not due:
+        return report
+    client = rt.client(connection)
+    try:
+        with call_kind("poll"):
+            if provider is ProviderKey.RETARUS:
+                assert isinstance(client, RetarusClient)
+                _poll_retarus(rt, client, connection, due, now, report)
+            else:
+                assert isinstance(client, RetarusHttpClient)
+                _poll_http_simple(rt, client, due, now, report)
+    except (ProviderError, RateLimitExceeded) as exc:
+        # The next cycle carries on where this one stopped; nothing is lost.
+        log.info("polling %s stopped early: %s", connection, type(exc).__name__)
+        report.postponed = True
+    return report
+
+
+def _poll_retarus(
+    rt: Runtime,
+    client: RetarusClient,
+    connection: str,
+    due: list[Submission],
+    now: datetime,
+    report: PollReport,
+) -> None:
+    with transaction(rt.sessions) as session:
+        oldest = session.exec(
+            select(Submission.started_at)
+            .where(Submission.connection == connection, Submission.state == SubmissionState.ACCEPTED)
+            .order_by(col(Submission.started_at))
+            .limit(1)
+        ).first()
+    oldest_at = utc(oldest) or now
+    open_ids = set(client.list_jobs(from_ts=oldest_at - LISTING_SLACK, to_ts=now + LISTING_SLACK, open=True))
+    report.listings += 1
+    refresh_after = timedelta(seconds=rt.settings.long_open_refresh_s)
+    for sub in due:
+        assert sub.provider_job_id is not None
+        deadline = utc(sub.poll_deadline)
+        past_deadline = deadline is not None and now >= deadline
+        closed = sub.provider_job_id not in open_ids
+        last = utc(sub.last_refresh_at) or utc(sub.started_at) or now
+        refresh = not closed and now - last >= refresh_after
+        if closed or past_deadline or refresh:
+            rows = client.recipient_reports(sub.provider_job_id)
+            if refresh and not (closed or past_deadline):
+                report.refreshes += 1
+            else:
+                report.reports += 1
+            reports = [_from_rest(item) for item in rows]
+            _record(rt, sub, reports, now, provider_closed=closed, close_unknown=past_deadline, report=report)
+        else:
+            _reschedule(rt, sub, now)
+
+
+def _poll_http_simple(
+    rt: Runtime, client: RetarusHttpClient, due: list[Submission], now: datetime, report: PollReport
+) -> None:
+    for sub in due:
+        assert sub.provider_job_id is not None
+        answer = client.report(sub.provider_job_id)
+        report.reports += 1
+        deadline = utc(sub.poll_deadline)
+        past_deadline = deadline is not None and now >= deadline
+        item = Report(None, None, answer.process_status, answer.status)
+        _record(rt, sub, [item], now, provider_closed=False, close_unknown=past_deadline, report=report)
+
+
+def _from_rest(item: RecipientReport) -> Report:
+    return Report(
+        customer_ref=item.customer_ref,
+        dst=item.dst,
+        process_status=item.process_status,
+        status=item.status,
+        reason=item.reason,
+        sms_id=item.sms_id,
+        sent_ts=item.sent_ts,
+        finished_ts=item.finished_ts,
+    )
+
+
+def _record(
+    rt: Runtime,
+    sub: Submission,
+    reports: Sequence[Report],
+    now: datetime,
+    *,
+    provider_closed: bool,
+    close_unknown: bool,
+    report: PollReport,
+) -> None:
+    """Write the reports of one submission in one transaction; finish it and its jobs when all are final."""
+    with transaction(rt.sessions) as session:
+        row_sub = session.get(Submission, sub.id)
+        if row_sub is None or row_sub.state != SubmissionState.ACCEPTED:
+            return
+        rows = list(session.exec(select(Recipient).where(Recipient.submission_id == sub.id)))
+        apply_reports(rows, reports, now)
+        if close_unknown:
+            for row in rows:
+                if not row.final:
+                    row.outcome, row.final, row.updated_at = Outcome.UNKNOWN, True, now
+                    row.reason = (
+                        "still not final at the provider after its validity plus grace; no longer polled"
+                    )
+                    row.finished_ts = row.finished_ts or now
+                    report.closed_unknown += 1
+        for row in rows:
+            session.add(row)
+        all_final = all(row.final for row in rows)
+        if all_final:
+            row_sub.state = SubmissionState.FINISHED
+            finished = [ts for ts in (utc(r.finished_ts) for r in rows) if ts is not None]
+            row_sub.finished_at = max(finished, default=now)
+            row_sub.next_poll_at = None
+            report.finished += 1
+        else:
+            _schedule_next(row_sub, now, rt)
+        row_sub.last_refresh_at = now
+        session.add(row_sub)
+        finish_jobs(session, {row.job_id for row in rows}, now)
+
+
+def apply_reports(rows: Sequence[Recipient], reports: Iterable[Report], now: datetime) -> int:
+    """Update recipients from reports; only non-final rows move, so duplicates and late reports are ignored.
+
+    Reports are matched by customerRef (our recipient id), else by number when it is unambiguous, else
+    (HTTP Simple: one recipient per submission) to the only row. Returns how many rows changed.
+    """
+    by_id = {row.id: row for row in rows}
+    by_dst: dict[str, list[Recipient]] = {}
+    for each in rows:
+        by_dst.setdefault(each.dst, []).append(each)
+    changed = 0
+    for item in reports:
+        row = by_id.get(item.customer_ref or "")
+        if row is None and item.dst and len(by_dst.get(item.dst, [])) == 1:
+            row = by_dst[item.dst][0]
+        if row is None and len(rows) == 1 and item.customer_ref is None and item.dst is None:
+            row = rows[0]
+        if row is None or row.final:
+            continue
+        outcome, final = classify(item.process_status, item.status)
+        row.process_status, row.status = item.process_status, item.status or None
+        row.reason = item.reason or row.reason
+        row.sms_id = item.sms_id or row.sms_id
+        row.sent_ts = item.sent_ts or row.sent_ts
+        row.finished_ts = item.finished_ts or (now if final else None)
+        row.outcome, row.final, row.updated_at = outcome, final, now
+        changed += 1
+    return changed
+
+
+def finish_jobs(session: Session, job_ids: Iterable[str], now: datetime) -> None:
+    """Jobs whose recipients are all final become terminal; their finished time is the last recipient's."""
+    for job in session.exec(select(Job).where(col(Job.id).in_(list(job_ids)))):
+        if JobState(job.state).is_terminal or job.state == JobState.SUBMITTING:
+            continue
+        rows = list(session.exec(select(Recipient).where(Recipient.job_id == job.id)))
+        if rows and all(row.final for row in rows):
+            job.state = _terminal_state(job, rows)
+            stamps = [ts for ts in (utc(row.finished_ts) for row in rows) if ts is not None]
+            job.finished_at = max(stamps, default=now)
+            job.updated_at = now
+            session.add(job)
+
+
+def _schedule_next(sub: Submission, now: datetime, rt: Runtime) -> None:
+    blackouts = normalise_blackouts(parse_interval(text) for text in sub.blackouts or [])
+    deadline = utc(sub.poll_deadline)
+    nxt = next_poll_at(
+        now,
+        attempt=sub.poll_attempt,
+        base_s=rt.settings.poll_interval_s,
+        max_s=rt.settings.poll_max_interval_s,
+        job_period=utc(sub.not_before),
+        blackouts=blackouts,
+        not_after=deadline,
+    )
+    sub.poll_attempt += 1
+    # Past validity + grace the submission gets one last look at its deadline, then it is closed.
+    sub.next_poll_at = nxt if nxt is not None else deadline
+
+
+def _reschedule(rt: Runtime, sub: Submission, now: datetime) -> None:
+    with transaction(rt.sessions) as session:
+        row = session.get(Submission, sub.id)
+        if row is None or row.state != SubmissionState.ACCEPTED:
+            return
+        _schedule_next(row, now, rt)
+        session.add(row)

@@ -1,0 +1,46 @@
+"""Thin beat tasks. Each takes no arguments, runs its sweep under a Redis lock, and logs counts only."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from scheduler.lock import sweep_lock
+from scheduler.poll import poll_connection
+from scheduler.sweeps import reconcile, release
+from worker.runtime import get_runtime
+
+log = logging.getLogger("smsq.scheduler")
+
+
+@shared_task(name="smsq.release", ignore_result=True)
+def release_task() -> dict[str, Any]:
+    rt = get_runtime()
+    with sweep_lock(rt.redis, "release", rt.settings.release_interval_s * 4) as held:
+        if not held:
+            return {"skipped": True}
+        report = release(rt)
+    return report.__dict__
+
+
+@shared_task(name="smsq.reconcile", ignore_result=True)
+def reconcile_task() -> dict[str, Any]:
+    rt = get_runtime()
+    with sweep_lock(rt.redis, "reconcile", max(rt.settings.reconcile_interval_s * 4, 60)) as held:
+        if not held:
+            return {"skipped": True}
+        report = reconcile(rt)
+    return report.__dict__
+
+
+@shared_task(name="smsq.poll", ignore_result=True)
+def poll_task() -> dict[str, Any]:
+    rt = get_runtime()
+    results: dict[str, Any] = {}
+    for name in rt.connections:
+        with sweep_lock(rt.redis, f"poll:{name}", max(rt.settings.poll_interval_s * 4, 30)) as held:
+            if held:
+                results[name] = poll_connection(rt, name).__dict__
+    return results

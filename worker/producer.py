@@ -1,0 +1,236 @@
+"""The producer API: `enqueue` and `enqueue_many`.
+
+A request is validated completely before anything is written. A good one is committed to the
+database first (the job and one row per recipient), then a send task carrying only the job id is
+published. If the broker is down the job stays `queued` in the database and the release sweep
+publishes it later; the producer still gets its handle, because the job is safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from models.db import transaction
+from models.enums import JobState, Outcome, ProviderKey, Qos
+from models.request import SmsRequest, first_error
+from models.segments import segments_for
+from models.tables import Job, Recipient
+from scheduler.windows import send_decision, validity_deadline
+from worker.errors import InvalidRequest
+from worker.runtime import Runtime, SendTask, get_runtime
+
+log = logging.getLogger("smsq.producer")
+
+RequestLike = SmsRequest | Mapping[str, Any] | str
+
+
+@dataclass(frozen=True)
+class JobHandle:
+    """What enqueue returns: the job's id (a UUID string) and its state when enqueued."""
+
+    id: str
+    state: JobState
+    created: bool = True  # False when an idempotency key returned an existing job
+
+    def __str__(self) -> str:
+        return self.id
+
+
+#: Providers that apply jobPeriod, blackout periods and validity themselves.
+PROVIDER_APPLIES_WINDOWS = frozenset({ProviderKey.RETARUS})
+
+
+def parse_request(request: RequestLike, *, default_region: str) -> SmsRequest:
+    """Validate a request given as a model, a mapping or JSON text; InvalidRequest names field and rule."""
+    if isinstance(request, SmsRequest):
+        return request
+    try:
+        return SmsRequest.from_json(request, default_region=default_region)
+    except ValidationError as exc:
+        field, rule = first_error(exc)
+        raise InvalidRequest(field, rule) from None
+
+
+def enqueue(
+    request: RequestLike,
+    *,
+    connection: str = "default",
+    idempotency_key: str | None = None,
+    runtime: Runtime | None = None,
+) -> JobHandle:
+    """Store one SMS job and publish its send task; returns its handle.
+
+    The same `idempotency_key` returns the job it first created, whatever the request.
+    """
+    return enqueue_many(
+        [request], connection=connection, idempotency_keys=[idempotency_key], runtime=runtime
+    )[0]
+
+
+def enqueue_many(
+    requests: Sequence[RequestLike],
+    *,
+    connection: str = "default",
+    idempotency_keys: Sequence[str | None] | None = None,
+    runtime: Runtime | None = None,
+) -> list[JobHandle]:
+    """Store many jobs in one transaction, then publish their send tasks over one broker connection.
+
+    Every request is validated first: one bad request raises `InvalidRequest` (its field prefixed with
+    `requests.N.`) and nothing at all is stored or published.
+    """
+    rt = runtime or get_runtime()
+    keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(requests)
+    if len(keys) != len(requests):
+        raise InvalidRequest("idempotency_keys", "must have one entry per request")
+    for key in keys:
+        if key is not None and not (1 <= len(key) <= 200):
+            raise InvalidRequest("idempotency_key", "must be 1 to 200 characters")
+    try:
+        conn = rt.connection(connection)
+    except Exception as exc:
+        raise InvalidRequest("connection", str(exc)) from None
+    parsed: list[SmsRequest] = []
+    for index, request in enumerate(requests):
+        try:
+            parsed.append(parse_request(request, default_region=rt.settings.default_country))
+        except InvalidRequest as exc:
+            if len(requests) == 1:
+                raise
+            raise InvalidRequest(f"requests.{index}.{exc.field}", exc.rule) from None
+    provider = ProviderKey(conn.provider)
+    now = rt.clock.now()
+
+    handles: list[JobHandle | None] = [None] * len(parsed)
+    to_publish: list[SendTask] = []
+    try:
+        with transaction(rt.sessions) as session:
+            for index, (request, key) in enumerate(zip(parsed, keys, strict=True)):
+                existing = _find_by_key(session, key) if key else None
+                if existing is not None:
+                    handles[index] = JobHandle(existing.id, JobState(existing.state), created=False)
+                    continue
+                job, recipients = build_job(request, connection=connection, provider=provider, now=now)
+                job.idempotency_key = key
+                session.add(job)
+                session.add_all(recipients)
+                handles[index] = JobHandle(job.id, JobState(job.state))
+                if job.state == JobState.QUEUED:
+                    to_publish.append(SendTask(job.id, express=job.qos_rank == 0))
+    except IntegrityError:
+        # A concurrent enqueue with the same idempotency key won the race: return its job.
+        if len(parsed) == 1 and keys[0]:
+            with transaction(rt.sessions) as session:
+                existing = _find_by_key(session, keys[0])
+                if existing is not None:
+                    return [JobHandle(existing.id, JobState(existing.state), created=False)]
+        raise
+    publish_jobs(rt, to_publish)
+    return [handle for handle in handles if handle is not None]
+
+
+def publish_jobs(rt: Runtime, tasks: Sequence[SendTask]) -> None:
+    """Publish send tasks and stamp `published_at`; a broker failure leaves the jobs for the sweep."""
+    if not tasks:
+        return
+    try:
+        rt.publish(tasks)
+    except Exception as exc:  # the broker is down or refused: the database still holds every job
+        log.warning(
+            "could not publish %d send task(s), the release sweep will: %s", len(tasks), type(exc).__name__
+        )
+        return
+    stamp = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        ids = [task.job_id for task in tasks]
+        for job in session.exec(select(Job).where(Job.id.in_(ids))):  # type: ignore[attr-defined]
+            job.published_at = stamp
+            session.add(job)
+
+
+def _find_by_key(session: Session, key: str) -> Job | None:
+    return session.exec(select(Job).where(Job.idempotency_key == key)).first()
+
+
+def options_key(request: SmsRequest, *, connection: str, provider: ProviderKey) -> str:
+    """Jobs with equal keys may share one provider call (identical options; Sendmode: identical texts)."""
+    data: dict[str, Any] = {"connection": connection, "options": request.to_retarus_json().get("options", {})}
+    if provider is ProviderKey.SENDMODE:
+        data["texts"] = [message.text for message in request.messages]
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return digest
+
+
+def build_job(
+    request: SmsRequest, *, connection: str, provider: ProviderKey, now: datetime
+) -> tuple[Job, list[Recipient]]:
+    """The job row and its recipient rows, with local windows applied for providers that lack them."""
+    options = request.options
+    job = Job(
+        connection=connection,
+        provider=provider.value,
+        qos_rank=0 if options.qos is Qos.EXPRESS else 1,
+        request=request.to_retarus_json(),
+        options_key=options_key(request, connection=connection, provider=provider),
+        solo=provider is ProviderKey.RETARUS_HTTP,
+        recipient_count=request.recipient_count,
+        created_at=now,
+        updated_at=now,
+        due_at=now,
+    )
+    recipients: list[Recipient] = []
+    parts_total = 0
+    due_times: list[datetime] = []
+    for m_index, message in enumerate(request.messages):
+        parts = segments_for(message.text, options.encoding, options.invalid_characters)
+        parts_total += parts * len(message.recipients)
+        for position, item in enumerate(message.recipients):
+            row = Recipient(
+                job_id=job.id,
+                message_index=m_index,
+                position=position,
+                dst=item.dst,
+                customer_ref=item.customer_ref,
+                blackouts=[str(p) for p in item.blackout_periods]
+                if item.blackout_periods is not None
+                else None,
+                updated_at=now,
+            )
+            if provider not in PROVIDER_APPLIES_WINDOWS:
+                decision = send_decision(
+                    now,
+                    created_at=now,
+                    job_period=options.job_period,
+                    validity_min=options.validity_min,
+                    blackouts=request.effective_blackouts(item),
+                )
+                if decision.action == "expire":
+                    row.outcome, row.final, row.reason = Outcome.EXPIRED, True, decision.reason
+                else:
+                    row.due_at = decision.at or now
+                    due_times.append(row.due_at)
+            recipients.append(row)
+    job.parts = parts_total
+    # Never sent after its validity, whichever provider: the release sweep expires what is still waiting.
+    start = max(now, options.job_period) if options.job_period is not None else now
+    job.expires_at = validity_deadline(start, options.validity_min)
+    if provider in PROVIDER_APPLIES_WINDOWS:
+        job.state = JobState.QUEUED
+    elif not due_times:
+        job.state = JobState.EXPIRED
+        job.reason = recipients[0].reason if recipients else "expired"
+        job.finished_at = now
+    else:
+        job.due_at = min(due_times)
+        job.state = JobState.QUEUED if job.due_at <= now else JobState.SCHEDULED
+    return job, recipients

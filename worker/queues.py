@@ -1,0 +1,31 @@
+"""The single list of smsq's queues and which task goes where."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from kombu import Queue as KombuQueue  # type: ignore[attr-defined]
+
+
+class Queue(StrEnum):
+    EXPRESS = "smsq.express"  # sends of express jobs: consumed first
+    SEND = "smsq.send"  # sends of normal jobs
+    POLL = "smsq.poll"  # status polling and delivery-unknown lookups
+    SWEEP = "smsq.sweep"  # beat sweeps: release, reconcile
+
+
+#: Task name -> queue. Send tasks are routed per job (express or normal) when published.
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    "smsq.send": {"queue": Queue.SEND},
+    "smsq.enqueue": {"queue": Queue.SEND},
+    "smsq.resolve": {"queue": Queue.POLL},
+    "smsq.poll": {"queue": Queue.POLL},
+    "smsq.release": {"queue": Queue.SWEEP},
+    "smsq.reconcile": {"queue": Queue.SWEEP},
+}
+
+#: Declared in this order; a worker started without -Q consumes all of them.
+KOMBU_QUEUES = tuple(
+    KombuQueue(queue.value, routing_key=queue.value)  # type: ignore[no-untyped-call]
+    for queue in Queue
+)
