@@ -1,0 +1,372 @@
+"""The `smsq` command line (typer + rich): send and read jobs, run the sandbox, operate the accounts.
+
+    smsq send --to NUMBER [--to ...] --text TEXT [options] [--json]   enqueue one job, print its id
+    smsq status JOB_ID [--json]                                       the job and every recipient
+    smsq jobs [--state S] [--connection C] [--since T] [--until T]    list jobs, newest first
+    smsq migrate                                                      apply the database migrations
+    smsq sandbox [--host H --port N --limit C --period S --speed X]   serve the provider sandbox
+    smsq doctor [--json]                                              check Redis, database, providers
+    smsq contacts import FILE.csv --group G                           Sendmode contact import
+    smsq optout NUMBER [--reason R]                                   opt a number out (+ Sendmode)
+    smsq optouts [--json]                                             the local suppression list
+    smsq credits [--json]                                             Sendmode balance, credit pause
+    smsq metrics [--port 9464]                                        serve Prometheus metrics
+    smsq demo                                                         everything, end to end, locally
+
+Every command reads the SMSQ_ environment (worker/settings.py). Exit codes and error lines are
+described in `worker.cli_common`.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from models.enums import JobState
+from worker import cli_ops
+from worker.cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    console,
+    fail,
+    handled,
+    parse_time_option,
+    print_json,
+    runtime,
+)
+from worker.errors import JobNotFound
+
+app = typer.Typer(
+    name="smsq",
+    help="smsq: reliable SMS dispatch through Celery workers. Every command reads the SMSQ_ environment.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+contacts_app = typer.Typer(help="Sendmode contacts.", no_args_is_help=True)
+app.add_typer(contacts_app, name="contacts")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+ConnectionOption = Annotated[str, typer.Option("--connection", "-c", help="Provider connection name.")]
+
+
+# --- send / status / jobs -------------------------------------------------------------------------
+
+
+def build_request(
+    to: list[str],
+    text: str,
+    *,
+    src: str | None = None,
+    qos: str | None = None,
+    job_period: str | None = None,
+    validity_min: int | None = None,
+    blackouts: list[str] | None = None,
+    status_requested: bool = False,
+    max_parts: int | None = None,
+    encoding: str | None = None,
+    billcode: str | None = None,
+    customer_ref: str | None = None,
+) -> dict[str, Any]:
+    """The JSON form of the request `smsq send` enqueues (validated by the producer, not here)."""
+    options: dict[str, Any] = {}
+    given = {
+        "src": src,
+        "qos": qos.upper() if qos else None,
+        "jobPeriod": job_period,
+        "validityMin": validity_min,
+        "blackoutPeriods": list(blackouts) if blackouts else None,
+        "statusRequested": True if status_requested else None,
+        "maxParts": max_parts,
+        "encoding": encoding.upper() if encoding else None,
+        "billcode": billcode,
+        "customerRef": customer_ref,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
+    return {
+        "messages": [{"text": text, "recipients": [{"dst": number} for number in to]}],
+        "options": options,
+    }
+
+
+@app.command()
+def send(
+    to: Annotated[list[str], typer.Option("--to", help="Recipient number (E.164 or national); repeatable.")],
+    text: Annotated[str, typer.Option("--text", help="Message text.")],
+    src: Annotated[str | None, typer.Option(help="Sender id (numeric or up to 11 characters).")] = None,
+    qos: Annotated[str | None, typer.Option(help="express or normal.")] = None,
+    job_period: Annotated[
+        str | None, typer.Option("--job-period", help="Earliest send time, ISO-8601 with offset.")
+    ] = None,
+    validity_min: Annotated[
+        int | None, typer.Option("--validity-min", help="Minutes the SMS stays valid: 0 or 5..2880.")
+    ] = None,
+    blackout: Annotated[
+        list[str] | None,
+        typer.Option("--blackout", help="No sending in START/END (ISO-8601 with offsets); repeatable."),
+    ] = None,
+    status_requested: Annotated[
+        bool, typer.Option("--status-requested", help="Ask for delivery notifications.")
+    ] = False,
+    max_parts: Annotated[
+        int | None, typer.Option("--max-parts", help="At most this many SMS parts (1..20).")
+    ] = None,
+    encoding: Annotated[str | None, typer.Option(help="STANDARD or UTF-16.")] = None,
+    billcode: Annotated[str | None, typer.Option(help="Billing code (up to 70 characters).")] = None,
+    customer_ref: Annotated[
+        str | None, typer.Option("--customer-ref", help="Your reference for the job.")
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option("--idempotency-key", help="Sending again with the same key returns the same job."),
+    ] = None,
+    connection: ConnectionOption = "default",
+    as_json: JsonOption = False,
+) -> None:
+    """Enqueue one SMS job and print its id. A bad request exits 2 and stores nothing."""
+    from worker.producer import enqueue
+
+    if qos is not None and qos.lower() not in ("express", "normal"):
+        fail("options.qos: must be express or normal", EXIT_BAD_INPUT)
+    request = build_request(
+        to,
+        text,
+        src=src,
+        qos=qos,
+        job_period=job_period,
+        validity_min=validity_min,
+        blackouts=blackout,
+        status_requested=status_requested,
+        max_parts=max_parts,
+        encoding=encoding,
+        billcode=billcode,
+        customer_ref=customer_ref,
+    )
+    rt = runtime()
+    with handled():
+        handle = enqueue(request, connection=connection, idempotency_key=idempotency_key, runtime=rt)
+    if as_json:
+        print_json({"id": handle.id, "state": handle.state.value, "created": handle.created})
+    else:
+        console.print(handle.id)
+
+
+def _paused(rt: Any, connection: str) -> str | None:
+    """The credit pause of `connection`, if any (None when Redis cannot tell)."""
+    from worker.credits import pause_reason
+
+    try:
+        return pause_reason(rt, connection)
+    except Exception:
+        return None
+
+
+@app.command()
+def status(
+    job_id: Annotated[str, typer.Argument(help="The job id enqueue or `smsq send` returned.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show a job and every recipient's outcome. An unknown id exits 1."""
+    from worker.status import job_status
+
+    rt = runtime()
+    try:
+        data = job_status(job_id, rt)
+    except JobNotFound as exc:
+        fail(str(exc))
+    except Exception as exc:  # the database is unreachable or not migrated
+        fail(f"cannot read the job: {type(exc).__name__}: {exc}".splitlines()[0])
+    data["paused"] = _paused(rt, data["connection"]) if data["state"] == JobState.QUEUED else None
+    if as_json:
+        print_json(data)
+        return
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    for label, key in (
+        ("job", "id"),
+        ("state", "state"),
+        ("connection", "connection"),
+        ("provider", "provider"),
+        ("provider job", "provider_job_id"),
+        ("created", "created_at"),
+        ("submitted", "submitted_at"),
+        ("finished", "finished_at"),
+        ("reason", "reason"),
+        ("paused", "paused"),
+    ):
+        if data.get(key) is not None:
+            summary.add_row(label, str(data[key]))
+    console.print(summary)
+    table = Table(title=f"{len(data['recipients'])} recipient(s)", title_justify="left")
+    for column in ("dst", "outcome", "process status", "status", "sent", "finished", "reason"):
+        table.add_column(column)
+    for row in data["recipients"]:
+        table.add_row(
+            row["dst"],
+            row["outcome"],
+            row["process_status"] or "",
+            row["status"] or "",
+            row["sent_ts"] or "",
+            row["finished_ts"] or "",
+            row["reason"] or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def jobs(
+    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    connection: Annotated[
+        str | None, typer.Option("--connection", "-c", help="Only this connection.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Created at or after (ISO-8601 with offset).")] = None,
+    until: Annotated[str | None, typer.Option(help="Created before (ISO-8601 with offset).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many jobs.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List jobs, newest first, filtered by state, connection and creation time."""
+    from worker.status import list_jobs
+
+    if state is not None and state not in {s.value for s in JobState}:
+        fail(f"--state: must be one of {', '.join(s.value for s in JobState)}", EXIT_BAD_INPUT)
+    since_at: datetime | None = parse_time_option(since, "--since")
+    until_at: datetime | None = parse_time_option(until, "--until")
+    rt = runtime()
+    try:
+        rows = list_jobs(rt, state=state, connection=connection, since=since_at, until=until_at, limit=limit)
+    except Exception as exc:
+        fail(f"cannot list jobs: {type(exc).__name__}: {exc}".splitlines()[0])
+    paused = {
+        name: _paused(rt, name) for name in {row["connection"] for row in rows if row["state"] == "queued"}
+    }
+    for row in rows:
+        row["paused"] = paused.get(row["connection"]) if row["state"] == JobState.QUEUED else None
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} job(s)", title_justify="left")
+    for column in ("id", "state", "connection", "provider", "recipients", "created", "finished", "reason"):
+        table.add_column(column)
+    for row in rows:
+        reason = row["reason"] or (f"paused: {row['paused']}" if row["paused"] else "")
+        table.add_row(
+            row["id"],
+            row["state"],
+            row["connection"],
+            row["provider"],
+            str(row["recipients"]),
+            row["created_at"] or "",
+            row["finished_at"] or "",
+            reason,
+        )
+    console.print(table)
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (SMSQ_DATABASE_URL); safe to run again."""
+    from models.migrate import current_revision, head_revision, upgrade
+
+    rt = runtime()
+    url = rt.settings.database_url
+    try:
+        upgrade(url)
+        revision = current_revision(url)
+    except Exception as exc:
+        fail(f"migration failed: {type(exc).__name__}: {exc}".splitlines()[0])
+    at_head = " (head)" if revision == head_revision() else ""
+    console.print(f"database at revision {revision}{at_head}")
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    limit: Annotated[
+        int, typer.Option(min=1, help="The sandbox's own limit: calls per credential per period.")
+    ] = 100,
+    period: Annotated[float, typer.Option(min=0.001, help="Its rate-limit period in seconds.")] = 60.0,
+    speed: Annotated[float, typer.Option(min=0.001, help="Clock speed (1 = real time).")] = 1.0,
+    epoch: Annotated[
+        float | None,
+        typer.Option(help="UNIX time the sped-up clock starts from (share it with SMSQ_CLOCK_EPOCH)."),
+    ] = None,
+) -> None:
+    """Serve the provider sandbox (Retarus REST v1, HTTP Simple, Sendmode v2) until interrupted.
+
+    It accepts the credentials SMSQ_PROVIDER_USERNAME/PASSWORD/API_KEY name (sandbox-user,
+    sandbox-pass, sandbox-key when unset).
+    """
+    from sandbox.server import main as serve
+
+    serve(host, port, limit, period, speed, epoch)
+
+
+@app.command()
+def metrics(
+    port: Annotated[int, typer.Option(help="Port to serve /metrics on.")] = 9464,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+) -> None:
+    """Serve Prometheus metrics (database gauges, queue lengths, counters) until interrupted."""
+    from worker.metrics_server import serve_metrics
+
+    rt = runtime()
+    try:
+        server, _ = serve_metrics(rt, port=port, addr=host)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    console.print(f"serving Prometheus metrics on http://{host}:{port}/metrics (Ctrl-C stops)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+
+
+@app.command()
+def demo(
+    timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--timeout", min=1, help="Give up (exit 1) when jobs are not final after this many seconds."
+        ),
+    ] = 60.0,
+) -> None:
+    """Run everything locally: the sandbox, a worker, beat; send a mix of jobs and watch them finish."""
+    from worker.demo import DemoError, run_demo
+
+    try:
+        code = run_demo(timeout_s=timeout_s)
+    except DemoError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
+# --- account operations (worker/cli_ops.py) -------------------------------------------------------
+
+app.command("doctor")(cli_ops.doctor)
+app.command("optout")(cli_ops.optout)
+app.command("optouts")(cli_ops.optouts)
+app.command("credits")(cli_ops.credits)
+contacts_app.command("import")(cli_ops.import_contacts)
+
+
+def main() -> None:
+    """The `smsq` console script."""
+    app()
+
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "app", "build_request", "main"]
+
+
+if __name__ == "__main__":  # `python -m worker.cli` (the demo starts the sandbox this way)
+    main()
