@@ -5,8 +5,9 @@ that `SMSQ_PROVIDER_USERNAME`, `SMSQ_PROVIDER_PASSWORD` and `SMSQ_PROVIDER_API_K
 the documented defaults below when they are unset. Tests build a `SandboxConfig` directly and may list
 several accepted (username, password) pairs and API keys, each of which gets its own rate limit.
 
-Call records and fault knobs name a credential by its *label*: the username for Basic auth and HTTP
-Simple, and for a Sendmode key `key-<first 8 hex digits of its SHA-256>` (never the key itself).
+Call records, fault knobs and the rate limit name a credential by its *label*: the username for Basic
+auth and HTTP Simple (so one account shares one limit across both Retarus APIs), and for a Sendmode key
+`key-<first 8 hex digits of its SHA-256>` (never the key itself).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 #: Credentials accepted when the SMSQ_PROVIDER_* variables are unset.
 DEFAULT_USERNAME = "sandbox-user"
-DEFAULT_PASSWORD = "sandbox-pass"  # noqa: S105 - a documented sandbox default, not a secret
+DEFAULT_PASSWORD = "sandbox-pass"
 DEFAULT_API_KEY = "sandbox-key"
 #: The published connector limit: calls per credential per period (PROVIDERS.md 3.8).
 DEFAULT_LIMIT_CALLS = 100

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from models.enums import Encoding, InvalidCharacters, Qos
 from models.intervals import Interval, parse_datetime, parse_interval
-from sandbox.textparts import is_gsm7
+from models.segments import is_gsm7
 
 #: "Requests which result in more than 3.000 SMS ... will be rejected" (ASSUMPTION: with 400).
 MAX_RECIPIENTS = 3000

@@ -21,7 +21,7 @@ Send faults (every API; checked on the send call before anything is stored):
     ends in  answer
     =======  =========================================================================
     0500     HTTP 500, the job is NOT created
-    0429     HTTP 429 with `Retry-After: 1`, the job is NOT created (not counted as a call)
+    0429     HTTP 429 with `Retry-After: 1`, the job is NOT created
     =======  =========================================================================
 
 A Retarus `dst` that is not a number at all (after dropping spaces, dashes and a leading `+`)

@@ -25,11 +25,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from models.enums import Encoding, InvalidCharacters
+from models.segments import segments_for
 from sandbox.config import SandboxConfig
 from sandbox.forms import FormError, request_params
 from sandbox.jobs import SendmodeMessage, SendmodeRecipient, new_id
 from sandbox.pipeline import Api, Call, Handler, endpoint
-from sandbox.textparts import parts_needed
 
 #: Sendmode's application status codes (PROVIDERS.md 3.4, plus the two ASSUMPTIONs above).
 STATUS_CODES: dict[str, int] = {
@@ -206,7 +207,7 @@ async def send(request: Request, call: Call) -> Response:
     if fault is not None:
         return fault
     state, credential = call.state, call.credential
-    parts = parts_needed(text)
+    parts = segments_for(text, Encoding.STANDARD, InvalidCharacters.TO_UTF16)  # GSM-7 if it fits, else UCS-2
     outcome = [SendmodeRecipient(n, state.is_opted_out(credential, n)) for n in numbers]
     if not state.try_charge(credential, parts * sum(not r.suppressed for r in outcome)):
         raise Refused("INSUFFICIENT_CREDITS", "Not enough credits to send this message")

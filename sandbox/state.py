@@ -153,10 +153,6 @@ class SandboxState:
             self._fingerprints[(credential, fingerprint)] = now
             return False
 
-    def forget_fingerprint(self, credential: str, fingerprint: str) -> None:
-        with self._lock:
-            self._fingerprints.pop((credential, fingerprint), None)
-
     # -- Sendmode -----------------------------------------------------------------------------------
 
     def add_sendmode_message(self, message: SendmodeMessage) -> None:
