@@ -204,7 +204,7 @@ def status(
     console.print(summary)
     table = Table(title=f"{len(data['recipients'])} recipient(s)", title_justify="left")
     for column in ("dst", "outcome", "process status", "status", "sent", "finished", "reason"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("dst", "outcome"))
     for row in data["recipients"]:
         table.add_row(
             row["dst"],
@@ -251,7 +251,7 @@ def jobs(
         return
     table = Table(title=f"{len(rows)} job(s)", title_justify="left")
     for column in ("id", "state", "connection", "provider", "recipients", "created", "finished", "reason"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("id", "state"), min_width=36 if column == "id" else None)
     for row in rows:
         reason = row["reason"] or (f"paused: {row['paused']}" if row["paused"] else "")
         table.add_row(

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NoReturn
 
@@ -26,8 +26,10 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 
 #: Tables and progress for people; machine output (--json) goes to stdout with plain `print`.
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+#: Piped output (files, CI logs) gets wide tables rather than rich's 80-column default.
+PIPED_WIDTH = 160
+console = Console(highlight=False, width=None if sys.stdout.isatty() else PIPED_WIDTH)
+err_console = Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -77,7 +79,8 @@ def parse_time_option(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return parse_datetime(value)
+        # In UTC: SQLite stores times without their offset, as UTC, and compares them as text.
+        return parse_datetime(value).astimezone(UTC)
     except ValueError as exc:
         fail(f"{option}: {exc}", EXIT_BAD_INPUT)
 

@@ -1,0 +1,41 @@
+"""Fixtures of the CLI tests: Redis db 13 instead of the shared fixtures' db, a CliRunner with a runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.cli.support import REDIS_URL, cli_settings, connections_file
+from tests.conftest import Sandbox
+from worker.runtime import Runtime
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("Redis is not answering on 127.0.0.1:6379 (the tests need a real Redis)")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def cli_runtime(
+    runtime_factory: Callable[..., Runtime],
+    sandbox: Sandbox,
+    sqlite_url: str,
+    redis_client: Any,
+    tmp_path: Path,
+) -> Runtime:
+    """A runtime on the sandbox (default: Retarus; plus `sendmode` and `http-simple`), SQLite and db 13,
+    installed as the process runtime so `smsq` commands run through CliRunner use it."""
+    settings = cli_settings(sandbox, sqlite_url, connections_file=str(connections_file(tmp_path, sandbox)))
+    return runtime_factory(settings)
