@@ -6,7 +6,8 @@
     slow       process the call, then wait `seconds` before answering (the caller may time out after
                the provider accepted the job)
     drop       process the call, then close the connection without answering
-    malformed  process the call, then answer its 2xx status with an unreadable body
+    malformed  process the call, then answer its 2xx status with an unreadable body (calls answered
+               with another status do not use the knob up)
 
 A knob with `credential=None` matches every caller (also unauthenticated ones); `path_prefix=None` every
 path. `n=None` keeps a knob until `clear()` (the default for slow and hold).
@@ -99,11 +100,12 @@ class Faults:
         with self._lock:
             return any(k.kind is FaultKind.HOLD and k.matches(credential, path) for k in self._knobs)
 
-    def take_after_effects(self, credential: str | None, path: str) -> AfterEffects:
+    def take_after_effects(self, credential: str | None, path: str, *, malformable: bool) -> AfterEffects:
+        """Effects for an answer already produced; `malformed` is only used up by a 2xx (`malformable`)."""
         with self._lock:
             slow = self._take(FaultKind.SLOW, credential, path)
             drop = self._take(FaultKind.DROP, credential, path)
-            malformed = None if drop else self._take(FaultKind.MALFORMED, credential, path)
+            malformed = None if drop or not malformable else self._take(FaultKind.MALFORMED, credential, path)
         return AfterEffects(
             delay_s=0.0 if slow is None else slow.seconds,
             drop=drop is not None,

@@ -108,14 +108,16 @@ async def run_call(request: Request, api: Api, handler: Handler, *, public: bool
                 record.fault = "disconnected"
                 return Response(status_code=499)
             await asyncio.sleep(HOLD_POLL_S)
+        record.fault = None  # released: from here on it is an ordinary call (`held` stays True)
     response = await handler(request, Call(state, record, credential))
-    effects = state.faults.take_after_effects(record.credential, path)
+    success = 200 <= response.status_code < 300
+    effects = state.faults.take_after_effects(record.credential, path, malformable=success)
     fault = record.fault
     if effects.delay_s:
         fault = "slow"
     if effects.drop:
         fault = "drop"
-    elif effects.malformed and 200 <= response.status_code < 300:
+    elif effects.malformed:
         fault = "malformed"
         response = _garbled(response)
     _finish(record, response, fault)

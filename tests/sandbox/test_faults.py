@@ -76,6 +76,7 @@ def test_drop_closes_the_connection_after_processing(sim: Sim) -> None:
 
 def test_malformed_answers_2xx_with_an_unreadable_body(sim: Sim) -> None:
     sim.state.malformed(1)
+    assert sim.retarus().post("/jobs", json={}).json()["code"] == 400  # a 4xx does not use the knob up
 
     response = sim.retarus().post("/jobs", json=one_sms())
 
@@ -108,6 +109,8 @@ def test_hold_blocks_before_processing_until_release(sim: Sim) -> None:
 
     assert answers[0].status_code == 201
     assert [j.job_id for j in sim.state.jobs()] == [answers[0].json()["jobId"]]
+    record = sim.state.calls()[-1]
+    assert (record.held, record.fault, record.status_code) == (True, None, 201)
 
 
 def test_a_caller_that_goes_away_while_held_leaves_no_job(sim: Sim) -> None:
