@@ -23,11 +23,11 @@ from sqlmodel import Session, col, select
 
 from models.db import transaction, utc
 from models.enums import JobState, Outcome, ProviderKey
-from models.intervals import parse_interval
+from models.intervals import Interval, parse_interval
 from models.retarus import RecipientReport
 from models.status import classify
 from models.tables import Job, Recipient, Submission, SubmissionState
-from scheduler.windows import next_poll_at, normalise_blackouts
+from scheduler.windows import may_poll, poll_time
 from worker.delivery import _terminal_state
 from worker.errors import ProviderError, RateLimitExceeded
 from worker.limited import call_kind
@@ -125,6 +125,9 @@ def _poll_retarus(
     refresh_after = timedelta(seconds=rt.settings.long_open_refresh_s)
     for sub in due:
         assert sub.provider_job_id is not None
+        if not _may_poll(sub, now):
+            _reschedule(rt, sub, now)
+            continue
         deadline = utc(sub.poll_deadline)
         past_deadline = deadline is not None and now >= deadline
         closed = sub.provider_job_id not in open_ids
@@ -147,12 +150,20 @@ def _poll_http_simple(
 ) -> None:
     for sub in due:
         assert sub.provider_job_id is not None
+        if not _may_poll(sub, now):
+            _reschedule(rt, sub, now)
+            continue
         answer = client.report(sub.provider_job_id)
         report.reports += 1
         deadline = utc(sub.poll_deadline)
         past_deadline = deadline is not None and now >= deadline
         item = Report(None, None, answer.process_status, answer.status)
         _record(rt, sub, [item], now, provider_closed=False, close_unknown=past_deadline, report=report)
+
+
+def _may_poll(sub: Submission, now: datetime) -> bool:
+    job_period, blackouts = _windows(sub)
+    return may_poll(now, job_period=job_period, blackouts=blackouts)
 
 
 def _from_rest(item: RecipientReport) -> Report:
@@ -254,21 +265,22 @@ def finish_jobs(session: Session, job_ids: Iterable[str], now: datetime) -> None
             session.add(job)
 
 
+def _windows(sub: Submission) -> tuple[datetime | None, list[Interval]]:
+    return utc(sub.not_before), [parse_interval(text) for text in sub.blackouts or []]
+
+
 def _schedule_next(sub: Submission, now: datetime, rt: Runtime) -> None:
-    blackouts = normalise_blackouts(parse_interval(text) for text in sub.blackouts or [])
-    deadline = utc(sub.poll_deadline)
-    nxt = next_poll_at(
+    job_period, blackouts = _windows(sub)
+    sub.next_poll_at = poll_time(
         now,
         attempt=sub.poll_attempt,
         base_s=rt.settings.poll_interval_s,
         max_s=rt.settings.poll_max_interval_s,
-        job_period=utc(sub.not_before),
+        job_period=job_period,
         blackouts=blackouts,
-        not_after=deadline,
+        not_after=utc(sub.poll_deadline),
     )
     sub.poll_attempt += 1
-    # Past validity + grace the submission gets one last look at its deadline, then it is closed.
-    sub.next_poll_at = nxt if nxt is not None else deadline
 
 
 def _reschedule(rt: Runtime, sub: Submission, now: datetime) -> None:

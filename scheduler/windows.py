@@ -177,3 +177,42 @@ def next_poll_at(
     if not_after_utc is not None and when > not_after_utc:
         return None
     return when
+
+
+def poll_time(
+    now: datetime,
+    *,
+    attempt: int,
+    base_s: float = 10.0,
+    max_s: float = 300.0,
+    job_period: datetime | None,
+    blackouts: Iterable[Interval],
+    not_after: datetime | None,
+) -> datetime:
+    """When to look at a job next: `next_poll_at`, or once it returns None, the last look.
+
+    The last look is at `not_after` (validity plus grace; at once if that has passed), moved out of
+    any blackout period, so even the final reconciliation never polls inside a blackout.
+    """
+    periods = normalise_blackouts(blackouts)
+    nxt = next_poll_at(
+        now,
+        attempt=attempt,
+        base_s=base_s,
+        max_s=max_s,
+        job_period=job_period,
+        blackouts=periods,
+        not_after=not_after,
+    )
+    if nxt is not None:
+        return nxt
+    last = _utc("now", now) if not_after is None else max(_utc("now", now), _utc("not_after", not_after))
+    return next_allowed(last, periods)
+
+
+def may_poll(now: datetime, *, job_period: datetime | None, blackouts: Iterable[Interval]) -> bool:
+    """Whether a job may be polled at `now`: not before its jobPeriod, not inside a blackout period."""
+    now_utc = _utc("now", now)
+    if job_period is not None and now_utc < _utc("job_period", job_period):
+        return False
+    return next_allowed(now_utc, normalise_blackouts(blackouts)) == now_utc

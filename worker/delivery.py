@@ -34,7 +34,7 @@ from models.intervals import parse_datetime, parse_interval
 from models.retarus import JobRequest
 from models.sendmode import SendmodeMessage
 from models.tables import Job, Recipient, Submission, SubmissionState, Suppression, new_id
-from scheduler.windows import send_decision, validity_deadline
+from scheduler.windows import poll_time, send_decision, validity_deadline
 from worker.errors import (
     DeliveryUnknown,
     DuplicateJob,
@@ -391,12 +391,23 @@ def _accept(
             }
         else:
             row.state = SubmissionState.ACCEPTED
-            row.next_poll_at = now + timedelta(seconds=rt.settings.poll_interval_s)
-            if row.not_before is not None and utc(row.not_before) > row.next_poll_at:  # type: ignore[operator]
-                row.next_poll_at = row.not_before
+            row.next_poll_at = first_poll_at(row, now, rt)
             values = {"provider_job_id": provider_job_id, "updated_at": now}
         session.add(row)
         session.execute(update(Recipient).where(col(Recipient.id).in_(ids)).values(**values))
+
+
+def first_poll_at(sub: Submission, now: datetime, rt: Runtime) -> datetime:
+    """The first look at a new provider job: one poll interval on, never before jobPeriod or in a blackout."""
+    return poll_time(
+        now,
+        attempt=0,
+        base_s=rt.settings.poll_interval_s,
+        max_s=rt.settings.poll_max_interval_s,
+        job_period=utc(sub.not_before),
+        blackouts=[parse_interval(text) for text in sub.blackouts or []],
+        not_after=utc(sub.poll_deadline),
+    )
 
 
 def _close_failed(rt: Runtime, sub: Submission, reason: str) -> None:

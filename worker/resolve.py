@@ -23,7 +23,7 @@ from sqlmodel import col, select
 from models.db import transaction, utc
 from models.enums import Outcome, ProviderKey
 from models.tables import Recipient, Submission, SubmissionState
-from worker.delivery import settle_jobs
+from worker.delivery import first_poll_at, settle_jobs
 from worker.errors import ProviderError, RateLimitExceeded
 from worker.limited import call_kind
 from worker.providers import RetarusClient
@@ -88,7 +88,7 @@ def _close_found(rt: Runtime, sub_id: str, provider_job_id: str) -> None:
         sub = session.get(Submission, sub_id)
         assert sub is not None
         sub.state, sub.provider_job_id, sub.completed_at = SubmissionState.ACCEPTED, provider_job_id, now
-        sub.next_poll_at = now
+        sub.next_poll_at = first_poll_at(sub, now, rt)
         sub.reason = (sub.reason or "") + " -> found at the provider by customerRef"
         session.add(sub)
         session.execute(
