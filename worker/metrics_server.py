@@ -49,6 +49,13 @@ class DatabaseCollector(Collector):
         self._rt = runtime
         self._broker: redis.Redis[bytes] | None = None
 
+    def use(self, runtime: Runtime) -> None:
+        """Read from `runtime` from now on."""
+        self._rt = runtime
+        if self._broker is not None:
+            self._broker.close()
+        self._broker = None
+
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("smsq_database_up", "1 when the last scrape could read the database")
         try:
@@ -69,7 +76,8 @@ class DatabaseCollector(Collector):
             "smsq_jobs", "Jobs by local state and connection", labels=["state", "connection"]
         )
         recipients = GaugeMetricFamily(
-            "smsq_recipients", "Recipients by normalised outcome and connection",
+            "smsq_recipients",
+            "Recipients by normalised outcome and connection",
             labels=["outcome", "connection"],
         )
         with transaction(self._rt.sessions) as session:
@@ -92,7 +100,8 @@ class DatabaseCollector(Collector):
             "smsq_broker_queue_length", "Messages waiting in each broker queue", labels=["queue"]
         )
         paused = GaugeMetricFamily(
-            "smsq_connection_paused", "1 when the connection is paused for lack of credits",
+            "smsq_connection_paused",
+            "1 when the connection is paused for lack of credits",
             labels=["connection"],
         )
         try:
@@ -110,17 +119,20 @@ class DatabaseCollector(Collector):
         yield paused
 
 
-_registered: set[int] = set()
-_registered_lock = threading.Lock()
+_collectors: dict[int, DatabaseCollector] = {}
+_collectors_lock = threading.Lock()
 
 
-def register_database_collector(runtime: Runtime, registry: CollectorRegistry = REGISTRY) -> None:
-    """Add the database gauges to `registry` (once per registry)."""
-    with _registered_lock:
-        if id(registry) in _registered:
-            return
-        registry.register(DatabaseCollector(runtime))
-        _registered.add(id(registry))
+def register_database_collector(runtime: Runtime, registry: CollectorRegistry = REGISTRY) -> DatabaseCollector:
+    """Add the database gauges to `registry` once; registering again points them at `runtime`."""
+    with _collectors_lock:
+        collector = _collectors.get(id(registry))
+        if collector is None:
+            collector = _collectors[id(registry)] = DatabaseCollector(runtime)
+            registry.register(collector)
+        else:
+            collector.use(runtime)
+        return collector
 
 
 def serve_metrics(
