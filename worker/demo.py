@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ DEFAULT_DEMO_BROKER = "redis://127.0.0.1:6379/9"
 STOP_GRACE_S = 10.0
 #: Seconds to wait for the sandbox or a private Redis to answer.
 START_TIMEOUT_S = 20.0
+
+#: Environment variable marking every process of one demo run.
+RUN_ID_VARIABLE = "SMSQ_DEMO_RUN_ID"
 
 SANDBOX_USER, SANDBOX_PASS, SANDBOX_KEY = "sandbox-user", "sandbox-pass", "sandbox-key"
 
@@ -240,7 +244,7 @@ def ensure_redis(procs: Processes, environ: dict[str, str], out: Console) -> tup
         )
     port = free_port()
     args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    procs.start("redis", args, dict(os.environ))
+    procs.start("redis", args, {**os.environ, RUN_ID_VARIABLE: environ[RUN_ID_VARIABLE]})
     private = f"redis://127.0.0.1:{port}/0"
     _wait_for(lambda: _redis_answers(private), "the private redis-server", procs)
     out.print(f"no Redis at {_redacted(url)}: started a private redis-server on port {port}")
@@ -259,7 +263,7 @@ def demo_environment(
 ) -> dict[str, str]:
     """The SMSQ_ environment of the demo's worker and beat (and of the demo's own runtime)."""
     env = {key: value for key, value in environ.items() if not key.startswith("SMSQ_")}
-    for key in ("SMSQ_REDIS_URL", "SMSQ_DEFAULT_COUNTRY"):
+    for key in ("SMSQ_REDIS_URL", "SMSQ_DEFAULT_COUNTRY", RUN_ID_VARIABLE):
         if key in environ:
             env[key] = environ[key]
     connections = tmp / "connections.yaml"
@@ -399,6 +403,8 @@ def run_demo(
 ) -> int:
     """Run the demo; returns the exit code (0 all final, 1 timeout, 130 interrupted)."""
     env_in = dict(os.environ if environ is None else environ)
+    # Every process the demo starts carries this mark, so a leftover would be easy to find.
+    env_in.setdefault(RUN_ID_VARIABLE, uuid.uuid4().hex)
     out = out or Console(highlight=False)
     tmp = Path(tempfile.mkdtemp(prefix="smsq-demo-"))
     procs = Processes(tmp)
