@@ -39,6 +39,7 @@ from worker.errors import (
     DeliveryUnknown,
     DuplicateJob,
     PermanentProviderError,
+    ProviderAuthError,
     ProviderError,
     ProviderThrottled,
     RateLimitExceeded,
@@ -193,7 +194,8 @@ def submit_claim(rt: Runtime, connection: str, token: str) -> SubmitResult:
             result.resolve.append(sub.id)
             failure = exc
             break
-        except RetryableProviderError as exc:
+        except (RetryableProviderError, ProviderAuthError) as exc:
+            # Wrong credentials are an operator's problem: keep the jobs and try again later.
             _close_failed(rt, sub, str(exc))
             result.kind, failure = "retry", exc
             break
@@ -527,6 +529,11 @@ def _settle(
         job.state = JobState.SUBMITTED
         job.submitted_at = job.submitted_at or now
         return None
+    if retry_at is not None and isinstance(failure, ProviderAuthError):
+        job.reason = f"waiting for valid credentials: {failure}"[:500]
+        delay_s = rt.settings.retry_backoff_max_s
+        job.state, job.due_at = JobState.QUEUED, now + timedelta(seconds=delay_s)
+        return SendTask(job.id, express=job.qos_rank == 0, countdown_s=delay_s)
     if (
         retry_at is not None
         and isinstance(failure, RetryableProviderError)
@@ -537,8 +544,10 @@ def _settle(
         if job.attempts > rt.settings.send_max_retries:
             for row in unsent:
                 _finish_recipient(row, Outcome.FAILED, f"retries exhausted: {failure}"[:500], now)
-            job.state = _terminal_state(job, rows) if all(r.final for r in rows) else JobState.SUBMITTED
             job.reason = f"failed after {job.attempts} attempts: {failure}"[:500]
+            job.state = _terminal_state(job, rows) if all(r.final for r in rows) else JobState.SUBMITTED
+            if job.state.is_terminal:
+                job.finished_at = job.finished_at or now
             return None
         delay_s = backoff_s(job.attempts, rt.settings.retry_backoff_max_s)
         job.state, job.due_at = JobState.QUEUED, now + timedelta(seconds=delay_s)
