@@ -49,13 +49,6 @@ class DatabaseCollector(Collector):
         self._rt = runtime
         self._broker: redis.Redis[bytes] | None = None
 
-    def use(self, runtime: Runtime) -> None:
-        """Read from `runtime` from now on."""
-        self._rt = runtime
-        if self._broker is not None:
-            self._broker.close()
-        self._broker = None
-
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("smsq_database_up", "1 when the last scrape could read the database")
         try:
@@ -119,20 +112,25 @@ class DatabaseCollector(Collector):
         yield paused
 
 
-_collectors: dict[int, DatabaseCollector] = {}
-_collectors_lock = threading.Lock()
+class _Forward(Collector):
+    """Everything another registry holds (the process's counters), inside a registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._registry.collect()
 
 
-def register_database_collector(runtime: Runtime, registry: CollectorRegistry = REGISTRY) -> DatabaseCollector:
-    """Add the database gauges to `registry` once; registering again points them at `runtime`."""
-    with _collectors_lock:
-        collector = _collectors.get(id(registry))
-        if collector is None:
-            collector = _collectors[id(registry)] = DatabaseCollector(runtime)
-            registry.register(collector)
-        else:
-            collector.use(runtime)
-        return collector
+def metrics_registry(runtime: Runtime, *, include_database: bool = True) -> CollectorRegistry:
+    """The process's counters plus, when asked, the database gauges (never added to the default registry)."""
+    base = _process_registry()
+    if not include_database:
+        return base
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Forward(base))
+    registry.register(DatabaseCollector(runtime))
+    return registry
 
 
 def serve_metrics(
@@ -143,9 +141,7 @@ def serve_metrics(
     include_database: bool = True,
 ) -> tuple[WSGIServer, threading.Thread]:
     """Serve /metrics on `addr:port` from a daemon thread; returns the server (`shutdown()` it) and thread."""
-    registry = _process_registry()
-    if include_database:
-        register_database_collector(runtime, registry)
+    registry = metrics_registry(runtime, include_database=include_database)
     server, thread = start_http_server(port, addr=addr, registry=registry)
     return server, thread
 

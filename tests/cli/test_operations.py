@@ -289,3 +289,22 @@ def _try_scrape(port: int) -> str | None:
 def test_connections_file_fixture_is_used(cli_runtime, tmp_path, sandbox):
     assert connections_file(tmp_path, sandbox).exists()
     assert set(cli_runtime.connections) == {"default", "sendmode", "http-simple"}
+
+
+def test_a_worker_serves_its_counters_when_smsq_metrics_port_is_set(cli_runtime, sandbox, sqlite_url):
+    from worker import metrics_server
+
+    port = free_port()
+    without = cli_settings(sandbox, sqlite_url)
+    with_port = cli_settings(sandbox, sqlite_url, metrics_port=port)
+
+    assert metrics_server.serve_worker_metrics(without, cli_runtime) is False
+    assert metrics_server.serve_worker_metrics(with_port, cli_runtime) is True
+    try:
+        text = wait_until(lambda: _try_scrape(port), timeout_s=10, what="the worker metrics")
+        assert "# TYPE smsq_provider_calls_total counter" in text
+        assert "smsq_jobs" not in text  # database gauges stay with `smsq metrics`
+        assert metrics_server.serve_worker_metrics(with_port, cli_runtime) is False  # once per process
+    finally:
+        metrics_server._worker_server.shutdown()
+        metrics_server._worker_server = None
