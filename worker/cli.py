@@ -345,7 +345,8 @@ def demo(
     from worker.demo import DemoError, run_demo
 
     try:
-        code = run_demo(timeout_s=timeout_s)
+        with handled():
+            code = run_demo(timeout_s=timeout_s)
     except DemoError as exc:
         fail(str(exc))
     raise typer.Exit(code)

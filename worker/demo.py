@@ -422,7 +422,7 @@ def run_demo(
         for rt in runtimes:
             rt.close()
         procs.stop_all()
-        if keep_logs:
+        if keep_logs and procs.started:
             out.print(f"logs kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
