@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from decimal import Decimal
 
-import pytest
 from typer.testing import CliRunner
 
-from worker import delivery
 from worker.cli import app
 from worker.credits import (
     PAUSE_TTL_S,
@@ -90,11 +87,6 @@ def test_an_unreadable_balance_keeps_the_last_decision(cli_runtime, sandbox):
     assert state.paused is not None
 
 
-@pytest.mark.xfail(
-    "credit_pause" not in inspect.getsource(delivery),
-    reason="waits for worker/delivery.py submit_next to ask worker.credits.credit_pause (reported to the lead)",
-    strict=True,
-)
 def test_a_paused_connection_keeps_its_jobs_queued_and_sends_after_a_top_up(cli_runtime, sandbox):
     # Given a Sendmode account that cannot pay for the waiting job
     job_id = send("+4917612340056", "+4917612340057")
