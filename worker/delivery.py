@@ -35,6 +35,8 @@ from models.retarus import JobRequest
 from models.sendmode import SendmodeMessage
 from models.tables import Job, Recipient, Submission, SubmissionState, Suppression, new_id
 from scheduler.windows import poll_time, send_decision, validity_deadline
+from worker.credits import RECHECK_S as CREDIT_RECHECK_S
+from worker.credits import credit_pause
 from worker.errors import (
     DeliveryUnknown,
     DuplicateJob,
@@ -103,6 +105,10 @@ def submit_next(connection: str, rt: Runtime) -> SubmitResult:
     with transaction(rt.sessions) as session:
         if not has_due_work(session, connection, rt.clock.now()):
             return SubmitResult("idle")
+    if conn.provider is ProviderKey.SENDMODE:
+        # Jobs stay queued while the balance cannot cover the waiting SMS parts.
+        if credit_pause(rt, connection) is not None:
+            return SubmitResult("throttled", wait_s=CREDIT_RECHECK_S)
     limiter = rt.limiter(connection)
     wait_s = take_slot(limiter, "send")
     if wait_s:
