@@ -1,0 +1,116 @@
+"""Real `celery -A worker.app worker` processes for a benchmark run, always stopped afterwards.
+
+Each worker runs in its own process group (so stopping it also stops its pool children) and logs to
+a file in the run's temporary directory. Peak memory is read from `/proc/<pid>/status` (`VmHWM`, the
+resident-set high-water mark) of the pool children, which do the sending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: How long a worker may take to print "ready.", and to stop after SIGTERM before SIGKILL.
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class WorkerFleet:
+    """Worker processes started with one SMSQ_ environment; use as a context manager."""
+
+    env: dict[str, str]
+    log_dir: Path
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = field(default_factory=list)
+
+    def __enter__(self) -> WorkerFleet:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self, count: int, *, concurrency: int = 1) -> float:
+        """Start `count` workers at once and wait until every one is ready; returns the seconds taken."""
+        started = time.monotonic()
+        for index in range(count):
+            log = self.log_dir / f"worker-{len(self.procs)}.log"
+            args = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-P", "prefork"]
+            args += ["-c", str(concurrency), "-n", f"bench{len(self.procs)}-{index}@%h", "--loglevel=INFO"]
+            args += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+            with log.open("wb") as handle:
+                proc = subprocess.Popen(
+                    args,
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            self.procs.append((proc, log))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for proc, log in self.procs[-count:]:
+            while b"ready." not in log.read_bytes():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"celery worker exited early:\n{log.read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"celery worker not ready after {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
+                    )
+                time.sleep(0.05)
+        return time.monotonic() - started
+
+    def pool_pids(self) -> list[int]:
+        """The pids of every running worker's pool children."""
+        pids: list[int] = []
+        for proc, _ in self.procs:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+            with contextlib.suppress(OSError):
+                pids += [int(pid) for pid in children.read_text().split()]
+        return pids
+
+    def peak_rss_kib(self) -> int | None:
+        """The largest VmHWM among the pool children, in KiB (None where /proc cannot tell)."""
+        peaks = [peak for pid in self.pool_pids() if (peak := _vm_hwm_kib(pid)) is not None]
+        return max(peaks) if peaks else None
+
+    def logs_tail(self, chars: int = 3000) -> str:
+        return "\n".join(
+            f"--- {log.name}\n{log.read_text(errors='replace')[-chars:]}" for _, log in self.procs
+        )
+
+    def stop(self) -> None:
+        """SIGTERM every worker's process group, SIGKILL what is left after STOP_TIMEOUT_S."""
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for proc, _ in self.procs:
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            # Pool children left behind by a killed parent are in the same group: make sure they are gone.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _vm_hwm_kib(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
