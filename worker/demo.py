@@ -417,6 +417,7 @@ def run_demo(
         return code
     except KeyboardInterrupt:
         out.print("interrupted: stopping the demo's processes")
+        keep_logs = False
         return 130
     finally:
         for rt in runtimes:

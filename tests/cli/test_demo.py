@@ -71,6 +71,7 @@ def test_ctrl_c_stops_the_demo_and_every_process_it_started(redis_client):
 
         assert proc.returncode == 130, "".join(seen) + rest
         assert "interrupted: stopping the demo's processes" in rest
+        assert "logs kept" not in rest
         assert processes_marked(run_id) == []
     finally:
         if proc.poll() is None:
