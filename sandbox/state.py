@@ -179,7 +179,7 @@ class SandboxState:
     def set_credits(self, credential: str, balance: float) -> None:
         """Set a Sendmode balance; `credential` may be a raw API key or its label."""
         with self._lock:
-            self._credits[self.config.credential_label(credential)] = balance
+            self._credits[self.config.credential_label(credential)] = float(balance)
 
     def opt_out(self, credential: str, number: str, details: dict[str, object]) -> None:
         with self._lock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 
 from worker.queues import KOMBU_QUEUES, TASK_ROUTES, Queue
 from worker.settings import Settings, get_settings
@@ -47,6 +47,14 @@ def create_celery_app(settings: Settings) -> Celery:
 
 
 app = create_celery_app(get_settings())
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    # SMSQ_METRICS_PORT set: this worker serves Prometheus metrics (see docs/operations.md).
+    from worker.metrics_server import serve_worker_metrics
+
+    serve_worker_metrics(get_settings())
 
 
 @worker_process_init.connect

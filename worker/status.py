@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import col, select
@@ -86,6 +86,9 @@ def list_jobs(
 ) -> list[dict[str, Any]]:
     """Jobs, newest first, filtered by state, connection and creation time."""
     rt = runtime or get_runtime()
+    # Stored times are UTC; SQLite compares them as text, so compare in UTC too.
+    since = since.astimezone(UTC) if since is not None else None
+    until = until.astimezone(UTC) if until is not None else None
     query = select(Job)
     if state:
         query = query.where(Job.state == state)

@@ -17,7 +17,7 @@ from scheduler.sweeps import reconcile, release
 from tests.conftest import smsq_settings
 from tests.integration.test_send_path import number, one, recipient_ids, sandbox_refs
 from worker.delivery import submit_next
-from worker.producer import enqueue, enqueue_many
+from worker.producer import enqueue
 from worker.queues import Queue
 from worker.resolve import resolve_submission
 from worker.status import job_status
@@ -145,13 +145,3 @@ def test_wrong_credentials_keep_the_jobs_queued(sandbox_factory, sqlite_url, run
     assert "credentials" in status["reason"] and "wrong" not in status["reason"]
     assert sandbox_refs(box) == {}
 
-
-def test_wrong_credentials_keep_the_jobs_queued(sandbox_factory, sqlite_url, runtime_factory, redis_client):
-    clock, box, rt, _ = _setup(sandbox_factory, sqlite_url, runtime_factory, provider_password="wrong")
-    handle = enqueue(one(number(8)), runtime=rt)
-    result = submit_next("default", rt)
-    assert result.kind == "retry"
-    status = job_status(handle.id, rt)
-    assert status["state"] == "queued" and status["attempts"] == 0
-    assert "credentials" in status["reason"] and "wrong" not in status["reason"]
-    assert sandbox_refs(box) == {}
