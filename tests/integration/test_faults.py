@@ -144,4 +144,3 @@ def test_wrong_credentials_keep_the_jobs_queued(sandbox_factory, sqlite_url, run
     assert status["state"] == "queued" and status["attempts"] == 0
     assert "credentials" in status["reason"] and "wrong" not in status["reason"]
     assert sandbox_refs(box) == {}
-
