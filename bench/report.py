@@ -167,8 +167,8 @@ def render_markdown(report: BenchReport) -> str:
     add("## How to re-run")
     add("")
     add("```")
-    add(".venv/bin/python -m bench.throughput           # full: about 2-3 minutes")
-    add(".venv/bin/python -m bench.throughput --quick   # smaller N, shorter caps: about 1 minute")
+    add(".venv/bin/python -m bench.throughput           # full: about 2 minutes")
+    add(".venv/bin/python -m bench.throughput --quick   # smaller N, shorter caps: under a minute")
     add("```")
     add("")
     add(

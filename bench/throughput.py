@@ -376,7 +376,7 @@ def _line(run: SendRun) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller N and shorter caps (about 1 minute)")
+    parser.add_argument("--quick", action="store_true", help="smaller N and shorter caps (under a minute)")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL enqueue rows")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the Markdown")
     args = parser.parse_args(argv)
