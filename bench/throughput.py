@@ -18,6 +18,7 @@ import collections
 import contextlib
 import os
 import platform
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -363,6 +364,10 @@ def check_redis() -> None:
         client.close()
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _since(started: float) -> str:
     return f"{time.monotonic() - started:.0f} s in"
 
@@ -381,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the Markdown")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
+    # SIGTERM unwinds like Ctrl-C, so the worker processes are stopped and Redis db 12 is flushed.
+    signal.signal(signal.SIGTERM, _terminate)
     check_redis()
     started = time.monotonic()
     command = "python -m bench.throughput" + "".join(
