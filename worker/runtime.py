@@ -126,7 +126,7 @@ class Runtime:
             return self._clients[name]
 
     def publish(self, tasks: Iterable[SendTask]) -> int:
-        """Publish send tasks over one broker connection; returns how many were published.
+        """Publish send tasks over one broker connection, in one pipeline; returns how many were published.
 
         Raises the broker's error if it is down: callers keep the jobs in the database for the sweep.
         """
@@ -135,7 +135,8 @@ class Runtime:
             return 0
         app = self.celery
         send = app.signature("smsq.send")
-        with app.producer_or_acquire() as producer:
+        # kombu's publish batch sends every message in one Redis pipeline when the context exits.
+        with app.producer_or_acquire() as producer, producer.batch(max_size=max(len(batch), 1)):
             for task in batch:
                 options: dict[str, Any] = {
                     "queue": (Queue.EXPRESS if task.express else Queue.SEND).value,
