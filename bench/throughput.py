@@ -50,7 +50,7 @@ from worker.producer import enqueue, enqueue_many
 from worker.queues import Queue
 from worker.rate_limit import send_slots
 from worker.runtime import Runtime
-from worker.settings import Settings, load_settings
+from worker.settings import Settings, load_settings, settings_environment
 
 REDIS_DB = 12
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -113,14 +113,9 @@ def bench_settings(database_url: str, provider_url: str, **overrides: Any) -> Se
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The SMSQ_ environment that reproduces `settings` in a worker process."""
+    """The environment that reproduces `settings` in a worker process."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("SMSQ_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"SMSQ_{name.upper()}"] = str(value.value if hasattr(value, "value") else value)
+    env.update(settings_environment(settings))
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 

@@ -8,13 +8,13 @@ resident-set high-water mark) of the pool children, which do the sending.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from worker.processes import stop_process_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,21 +88,7 @@ class WorkerFleet:
 
     def stop(self) -> None:
         """SIGTERM every worker's process group, SIGKILL what is left after STOP_TIMEOUT_S."""
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for proc, _ in self.procs:
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            # Pool children left behind by a killed parent are in the same group: make sure they are gone.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_groups((proc for proc, _ in self.procs), STOP_TIMEOUT_S)
 
 
 def _vm_hwm_kib(pid: int) -> int | None:

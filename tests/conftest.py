@@ -24,8 +24,9 @@ import redis
 
 from models.clock import Clock
 from models.migrate import upgrade
+from worker.processes import stop_process_groups
 from worker.runtime import Runtime, set_runtime
-from worker.settings import Settings, load_settings
+from worker.settings import Settings, load_settings, settings_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_DB = 5
@@ -191,14 +192,9 @@ def smsq_settings(
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The SMSQ_ environment that reproduces `settings` in another process."""
+    """The environment that reproduces `settings` in another process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSQ_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"SMSQ_{name.upper()}"] = str(value.value if hasattr(value, "value") else value)
+    env.update(settings_environment(settings))
     env["PYTHONPATH"] = str(ROOT)
     return env
 
@@ -282,18 +278,7 @@ class Processes:
         proc.wait(timeout=30)
 
     def stop_all(self) -> None:
-        for proc, _ in self.started:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc, _ in self.started:
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_groups(proc for proc, _ in self.started)
 
     def logs(self) -> str:
         return "\n".join(f"--- {log.name}\n{log.read_text()[-4000:]}" for _, log in self.started)

@@ -47,6 +47,7 @@ from sqlmodel import col, select
 from models.db import transaction
 from models.enums import JobState
 from models.tables import Job, Recipient
+from worker.processes import stop_process_groups
 from worker.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,21 +195,7 @@ class Processes:
         return f"last lines of {path}:\n" + "\n".join(text)
 
     def stop_all(self) -> None:
-        for _, proc in reversed(self.started):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for _, proc in reversed(self.started):
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                pass
-            # Children of a process (the worker's pool) share its group: make sure none is left.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        stop_process_groups((proc for _, proc in reversed(self.started)), STOP_GRACE_S)
 
 
 def _redis_answers(url: str) -> bool:

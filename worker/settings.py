@@ -223,3 +223,16 @@ def load_settings(**overrides: Any) -> Settings:
 def get_settings() -> Settings:
     """The process's settings, read once (the composition root calls this; nothing else should)."""
     return load_settings()
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The SMSQ_ variables that reproduce `settings` in a child process (secrets included, in clear:
+    pass them only to processes you start)."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"SMSQ_{name.upper()}"] = str(value.value if isinstance(value, ProviderKey) else value)
+    return env

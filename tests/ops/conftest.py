@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +12,7 @@ import pytest
 
 from tests.cli.conftest import redis_url  # noqa: F401 - this area's Redis db, for every fixture using it
 from tests.conftest import ROOT
+from worker.processes import stop_process_groups
 
 
 @dataclass
@@ -67,20 +65,7 @@ class Spawned:
         pytest.fail(f"condition not met within {timeout_s} s:\n{self.log(proc)[-3000:]}")
 
     def stop_all(self) -> None:
-        for proc, _ in self.started:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc, _ in self.started:
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                pass
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        stop_process_groups(proc for proc, _ in self.started)
 
 
 @pytest.fixture
