@@ -204,10 +204,10 @@ def runtime_factory(redis_url: str) -> Iterator[Callable[..., Runtime]]:
     """Build runtimes (closed at the end); the last one built is installed as the process runtime."""
     made: list[Runtime] = []
 
-    def make(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    def make(settings: Settings, *, clock: Clock | None = None, transport: Any = None) -> Runtime:
         from worker.app import create_celery_app
 
-        rt = Runtime(settings, clock=clock, celery=create_celery_app(settings))
+        rt = Runtime(settings, clock=clock, celery=create_celery_app(settings), transport=transport)
         made.append(rt)
         set_runtime(rt)
         return rt

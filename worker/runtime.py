@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import redis
 
 from models.clock import Clock, make_clock
@@ -44,11 +45,17 @@ class Runtime:
     """The process's resources, opened on first use and closed by `close()`."""
 
     def __init__(
-        self, settings: Settings, *, clock: Clock | None = None, celery: Celery | None = None
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        celery: Celery | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
         self._celery = celery
+        self._transport = transport  # the provider clients' network (tests inject httpx.MockTransport)
         self._lock = threading.Lock()
         self._limiters: dict[str, RedisRateLimiter] = {}
         self._clients: dict[str, ProviderClient] = {}
@@ -113,15 +120,13 @@ class Runtime:
             return self._limiters[name]
 
     def client(self, name: str) -> ProviderClient:
-        import httpx
-
         from worker.limited import LimitedTransport
         from worker.providers import build_client
 
         limiter = self.limiter(name)
         with self._lock:
             if name not in self._clients:
-                transport = LimitedTransport(httpx.HTTPTransport(), limiter, name)
+                transport = LimitedTransport(self._transport or httpx.HTTPTransport(), limiter, name)
                 self._clients[name] = build_client(self.connection(name), transport=transport)
             return self._clients[name]
 

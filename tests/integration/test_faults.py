@@ -6,8 +6,10 @@ recorded reason) and nothing is sent twice (the sandbox's jobs are the witness).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from sqlmodel import select
 
 from models.clock import ManualClock
@@ -17,7 +19,7 @@ from scheduler.sweeps import reconcile, release
 from tests.conftest import smsq_settings
 from tests.integration.test_send_path import number, one, recipient_ids, sandbox_refs
 from worker.delivery import submit_next
-from worker.producer import enqueue
+from worker.producer import enqueue, enqueue_many
 from worker.queues import Queue
 from worker.resolve import resolve_submission
 from worker.status import job_status
@@ -144,3 +146,34 @@ def test_wrong_credentials_keep_the_jobs_queued(sandbox_factory, sqlite_url, run
     assert status["state"] == "queued" and status["attempts"] == 0
     assert "credentials" in status["reason"] and "wrong" not in status["reason"]
     assert sandbox_refs(box) == {}
+
+
+def test_a_refused_shared_call_is_split_so_one_bad_job_spoils_only_itself(
+    sandbox, sqlite_url, runtime_factory, redis_client
+):
+    # Given a provider (MockTransport) refusing any job that carries the number ending in 9999
+    posts: list[list[str]] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        if request.method != "POST":
+            return httpx.Response(404, json={"code": 404, "message": "Not Found"})
+        body = json.loads(request.content)
+        dsts = [r["dst"] for m in body["messages"] for r in m["recipients"]]
+        posts.append(dsts)
+        if any(d.endswith("9999") for d in dsts):
+            return httpx.Response(400, json={"code": 400, "message": "destination refused"})
+        return httpx.Response(201, json={"jobId": f"J.20300101-000000.000-{len(posts):018d}"})
+
+    rt = runtime_factory(smsq_settings(sandbox, sqlite_url), transport=httpx.MockTransport(provider))
+    rt.publish = lambda tasks: len(list(tasks))  # type: ignore[method-assign]
+    good = enqueue_many([one(number(i), text="Same options") for i in range(3)], runtime=rt)
+    bad = enqueue(one("+4917612349999", text="Same options"), runtime=rt)
+    # When the backlog is submitted: one shared call first, refused
+    while submit_next("default", rt).kind != "idle":
+        pass
+    # Then every job went alone afterwards: the bad one is rejected, the good ones submitted
+    assert len(posts[0]) == 4
+    assert sorted(len(p) for p in posts[1:]) == [1, 1, 1, 1]
+    assert job_status(bad.id, rt)["state"] == "rejected"
+    assert "destination refused" in job_status(bad.id, rt)["reason"]
+    assert {job_status(h.id, rt)["state"] for h in good} == {"submitted"}

@@ -178,7 +178,7 @@ def _provider_ids(rt) -> set[str]:
         return set(session.exec(select(Submission.provider_job_id)))
 
 
-def test_jobs_lost_by_the_broker_are_published_again(
+def test_jobs_lost_by_the_broker_are_published_again_once_even_with_two_beats(
     sandbox, postgres_url, runtime_factory, processes, redis_client
 ):
     settings = smsq_settings(sandbox, postgres_url, queued_grace_s=2.0)
@@ -186,9 +186,10 @@ def test_jobs_lost_by_the_broker_are_published_again(
     # Given 100 queued jobs whose send tasks vanish with a Redis that restarted empty
     handles = enqueue_many([one(number(i), text=f"Lost {i}") for i in range(100)], runtime=rt)
     redis_client.flushdb()
-    # When a worker and beat run
+    # When a worker and (by mistake) two beats run
     env = settings_env(settings)
     processes.worker(env, concurrency=2)
+    processes.beat(env)
     processes.beat(env)
     # Then after the grace period every job reaches the provider exactly once and finishes
     wait_until(lambda: all(job_status(h.id, rt)["state"] == "finished" for h in handles), 90, what="finished")

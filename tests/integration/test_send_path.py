@@ -211,3 +211,29 @@ def test_local_windows_hold_and_expire(provider, sandbox, sqlite_url, runtime_fa
     assert first_post >= later.timestamp()
     assert job_status(blacked.id, rt)["state"] == "scheduled"
     assert len([c for c in sandbox.state.calls() if c.method == "POST"]) == 1
+
+
+def test_applications_without_smsq_enqueue_by_task_name(sandbox, sqlite_url, runtime_factory, processes):
+    settings = smsq_settings(sandbox, sqlite_url)
+    rt = runtime_factory(settings)
+    processes.worker(settings_env(settings))
+    request = one(number(77), text="Sent by name")
+    rt.celery.send_task(
+        "smsq.enqueue",
+        kwargs={"request": request, "idempotency_key": "by-name"},
+        queue="smsq.send",
+        kwargsrepr="{}",
+    )
+    rt.celery.send_task(
+        "smsq.enqueue", kwargs={"request": one("12", text="Bad")}, queue="smsq.send", kwargsrepr="{}"
+    )
+
+    def job():
+        with transaction(rt.sessions) as session:
+            return session.exec(select(Job).where(Job.idempotency_key == "by-name")).first()
+
+    found = wait_until(job, 30, what="the job enqueued by name")
+    wait_until(lambda: job_status(found.id, rt)["state"] == "submitted", 30, what="submitted")
+    time.sleep(1)
+    with transaction(rt.sessions) as session:
+        assert len(session.exec(select(Job)).all()) == 1  # the invalid request was refused, not stored
