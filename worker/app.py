@@ -7,10 +7,11 @@ Task arguments are ids only: message text, numbers and secrets never reach the b
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
 
 from worker.queues import KOMBU_QUEUES, TASK_ROUTES, Queue
 from worker.settings import Settings, get_settings
@@ -47,6 +48,19 @@ def create_celery_app(settings: Settings) -> Celery:
 
 
 app = create_celery_app(get_settings())
+
+
+@worker_init.connect
+@beat_init.connect
+def _check_connections(**_: Any) -> None:
+    # A worker or beat without usable provider settings stops at once, saying which variable is wrong.
+    from worker.errors import ConfigurationError
+
+    try:
+        get_settings().connections()
+    except ConfigurationError as exc:
+        sys.stderr.write(f"smsq: {exc}\n")
+        raise SystemExit(1) from None
 
 
 @worker_init.connect
