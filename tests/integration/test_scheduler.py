@@ -196,3 +196,31 @@ def test_jobs_lost_by_the_broker_are_published_again_once_even_with_two_beats(
     refs = sandbox_refs(sandbox)
     assert sorted(refs) == sorted(recipient_ids(rt))
     assert set(refs.values()) == {1}
+
+
+def test_long_open_jobs_are_refreshed_at_a_low_rate_so_running_shows(
+    sandbox_factory, sqlite_url, runtime_factory, redis_client
+):
+    clock = ManualClock()
+    box = sandbox_factory(clock=clock)
+    settings = smsq_settings(
+        box, sqlite_url, long_open_refresh_s=120.0, poll_interval_s=10.0, poll_max_interval_s=10.0
+    )
+    rt = runtime_factory(settings, clock=clock)
+    rt.publish = lambda tasks: 0  # type: ignore[method-assign]
+    # Given a job whose recipient is sent but never final at the provider
+    handle = enqueue(one("+4917620000004", text="Slow"), runtime=rt)
+    submit_next("default", rt)
+    # When ten cycles run over 100 s: only listings, the job is still open
+    for _ in range(10):
+        clock.advance(10)
+        poll_connection(rt, "default")
+    assert job_status(handle.id, rt)["recipients"][0]["outcome"] == "pending"
+    assert not [c for c in box.state.calls() if "/sms" in c.path]
+    # Then once it has been open for the refresh period, its recipients are read once: RUNNING shows
+    for _ in range(3):
+        clock.advance(10)
+        poll_connection(rt, "default")
+    recipient = job_status(handle.id, rt)["recipients"][0]
+    assert (recipient["outcome"], recipient["process_status"]) == ("sent", "RUNNING")
+    assert len([c for c in box.state.calls() if "/sms" in c.path]) == 1
