@@ -8,9 +8,11 @@
     └── ProviderError(provider, detail, status_code)
         ├── RetryableProviderError        safe to send again later
         │   ├── ProviderUnavailable       connect failure, 5xx
-        │   └── ProviderThrottled         429, carries retry_after_s
+        │   ├── ProviderThrottled         429, carries retry_after_s
+        │   └── InsufficientCredits       Sendmode balance too low (worker/providers/sendmode.py)
         ├── PermanentProviderError        sending again will never help: the job is rejected
-        │   └── ProviderAuthError         401/403, Sendmode 14/16: wrong credentials
+        │   └── ProviderAuthError         401/403, Sendmode 14/16: wrong credentials; the send path
+        │                                 keeps such jobs queued until the operator fixes them
         ├── DeliveryUnknown               the request may have reached the provider: never resend blindly
         └── DuplicateJob                  Retarus 409 under duplicateDetection: an equal job was accepted
 
