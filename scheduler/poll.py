@@ -28,11 +28,11 @@ from models.retarus import RecipientReport
 from models.status import classify
 from models.tables import Job, Recipient, Submission, SubmissionState
 from scheduler.windows import may_poll, poll_time
-from worker.delivery import _terminal_state
 from worker.errors import ProviderError, RateLimitExceeded
 from worker.limited import call_kind
 from worker.providers import RetarusClient, RetarusHttpClient
 from worker.runtime import Runtime
+from worker.settle import terminal_state
 
 log = logging.getLogger("smsq.poll")
 
@@ -258,7 +258,7 @@ def finish_jobs(session: Session, job_ids: Iterable[str], now: datetime) -> None
             continue
         rows = list(session.exec(select(Recipient).where(Recipient.job_id == job.id)))
         if rows and all(row.final for row in rows):
-            job.state = _terminal_state(job, rows)
+            job.state = terminal_state(job, rows)
             stamps = [ts for ts in (utc(row.finished_ts) for row in rows) if ts is not None]
             job.finished_at = max(stamps, default=now)
             job.updated_at = now

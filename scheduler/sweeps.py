@@ -21,10 +21,10 @@ from sqlmodel import col, select
 from models.db import transaction
 from models.enums import JobState, Outcome
 from models.tables import Job, Recipient, Submission, SubmissionState
-from worker.delivery import settle_jobs
 from worker.producer import publish_jobs
 from worker.resolve import resolve_submission
 from worker.runtime import Runtime, SendTask
+from worker.settle import settle_jobs
 
 log = logging.getLogger("smsq.sweeps")
 

@@ -19,8 +19,7 @@ Errors never cause a blind resend: a call whose fate is unknown stays `in_flight
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -31,10 +30,9 @@ from sqlmodel import Session, col, select
 from models.db import transaction, utc
 from models.enums import JobState, Outcome, ProviderKey
 from models.intervals import parse_datetime, parse_interval
-from models.retarus import JobRequest
-from models.sendmode import SendmodeMessage
 from models.tables import Job, Recipient, Submission, SubmissionState, Suppression, new_id
 from scheduler.windows import poll_time, send_decision, validity_deadline
+from worker.calls import ProviderCall, build_calls
 from worker.credits import RECHECK_S as CREDIT_RECHECK_S
 from worker.credits import credit_pause
 from worker.errors import (
@@ -49,8 +47,8 @@ from worker.errors import (
 )
 from worker.limited import call_kind, take_slot
 from worker.metrics import RECIPIENTS_SUBMITTED
-from worker.providers import RetarusClient, RetarusHttpClient, SendmodeClient
 from worker.runtime import Runtime, SendTask
+from worker.settle import finish_recipient, settle_jobs
 
 log = logging.getLogger("smsq.delivery")
 
@@ -67,15 +65,6 @@ class SubmitResult:
     calls: int = 0
     requeued: list[SendTask] = field(default_factory=list)
     resolve: list[str] = field(default_factory=list)  # submissions whose fate must be looked up
-
-
-@dataclass
-class _Call:
-    """One provider call to make: its recipients and how to make it."""
-
-    recipients: list[Recipient]
-    job_ids: list[str]
-    run: Callable[[Any], str | None]  # client -> provider job id (None: the API returns none)
 
 
 def submit_job(job_id: str, rt: Runtime) -> SubmitResult:
@@ -237,7 +226,7 @@ def _apply_local_rules(
     ready: list[Recipient] = []
     for row in pending:
         if row.dst in suppressed:
-            _finish_recipient(row, Outcome.SUPPRESSED, "number is on the suppression list (opted out)", now)
+            finish_recipient(row, Outcome.SUPPRESSED, "number is on the suppression list (opted out)", now)
             session.add(row)
             continue
         if provider is not ProviderKey.RETARUS:
@@ -252,7 +241,7 @@ def _apply_local_rules(
                 blackouts=[parse_interval(text) for text in blackouts],
             )
             if decision.action == "expire":
-                _finish_recipient(row, Outcome.EXPIRED, decision.reason, now)
+                finish_recipient(row, Outcome.EXPIRED, decision.reason, now)
                 session.add(row)
                 continue
             if decision.action == "hold":
@@ -263,92 +252,8 @@ def _apply_local_rules(
     return ready
 
 
-def _finish_recipient(row: Recipient, outcome: Outcome, reason: str, now: datetime) -> None:
-    row.outcome, row.final, row.reason, row.updated_at = outcome, True, reason, now
-    row.finished_ts = row.finished_ts or now
-
-
-def build_calls(provider: ProviderKey, jobs: Sequence[Job], ready: list[Recipient]) -> list[_Call]:
-    """The provider calls that carry `ready` recipients of the claimed `jobs`."""
-    if not ready:
-        return []
-    by_id = {job.id: job for job in jobs}
-    if provider is ProviderKey.RETARUS:
-        return [_retarus_call(by_id, ready)]
-    if provider is ProviderKey.SENDMODE:
-        return _sendmode_calls(by_id, ready)
-    return [_http_simple_call(by_id[row.job_id], row) for row in ready]
-
-
-def _retarus_call(jobs: dict[str, Job], ready: list[Recipient]) -> _Call:
-    head = jobs[ready[0].job_id]
-    options = dict(head.request.get("options", {}))
-    # Second net against duplicates: an equal request within 10 minutes is refused with 409.
-    options.setdefault("duplicateDetection", True)
-    messages: list[dict[str, Any]] = []
-    groups: dict[tuple[str, int], list[Recipient]] = {}
-    for row in ready:
-        groups.setdefault((row.job_id, row.message_index), []).append(row)
-    for (job_id, message_index), rows in groups.items():
-        text = jobs[job_id].request["messages"][message_index]["text"]
-        recipients = []
-        for row in rows:
-            item: dict[str, Any] = {"dst": row.dst, "customerRef": row.id}
-            if row.blackouts is not None:
-                item["blackoutPeriods"] = row.blackouts
-            recipients.append(item)
-        messages.append({"text": text, "recipients": recipients})
-    body = JobRequest.model_validate({"messages": messages, "options": options})
-
-    def run(client: RetarusClient) -> str:
-        return client.send_job(body)
-
-    return _Call(ready, sorted({row.job_id for row in ready}), run)
-
-
-def _sendmode_calls(jobs: dict[str, Job], ready: list[Recipient]) -> list[_Call]:
-    calls: list[_Call] = []
-    groups: dict[str, list[Recipient]] = {}
-    for row in ready:
-        text = jobs[row.job_id].request["messages"][row.message_index]["text"]
-        groups.setdefault(text, []).append(row)
-    for text, rows in groups.items():
-        options = jobs[rows[0].job_id].request.get("options", {})
-        message = SendmodeMessage(
-            messagetext=text,
-            recipients=[row.dst for row in rows],
-            senderid=options.get("src"),
-            customerid=options.get("customerRef"),
-        )
-
-        def run(client: SendmodeClient, message: SendmodeMessage = message) -> None:
-            client.send(message)
-            return None
-
-        calls.append(_Call(rows, sorted({row.job_id for row in rows}), run))
-    return calls
-
-
-def _http_simple_call(job: Job, row: Recipient) -> _Call:
-    options = job.request.get("options", {})
-    text = job.request["messages"][row.message_index]["text"]
-
-    def run(client: RetarusHttpClient) -> str:
-        return client.send(
-            row.dst,
-            text,
-            src=options.get("src"),
-            bc=options.get("billcode"),
-            dn=options.get("statusRequested"),
-            qos=options.get("qos"),
-            ref=row.id,
-        )
-
-    return _Call([row], [job.id], run)
-
-
 def _open_submission(
-    rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[Job], call: _Call
+    rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[Job], call: ProviderCall
 ) -> Submission:
     """Commit the evidence of a call before making it: a crash mid-call leaves an `in_flight` row."""
     now = rt.clock.now()
@@ -378,7 +283,7 @@ def _open_submission(
 
 
 def _accept(
-    rt: Runtime, sub: Submission, call: _Call, provider: ProviderKey, provider_job_id: str | None
+    rt: Runtime, sub: Submission, call: ProviderCall, provider: ProviderKey, provider_job_id: str | None
 ) -> None:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
@@ -441,7 +346,7 @@ def _mark_unknown(rt: Runtime, sub: Submission, reason: str) -> None:
         session.add(row)
 
 
-def _reject(rt: Runtime, sub: Submission, call: _Call, reason: str) -> None:
+def _reject(rt: Runtime, sub: Submission, call: ProviderCall, reason: str) -> None:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
         row = session.get(Submission, sub.id)
@@ -470,121 +375,3 @@ def _split(rt: Runtime, job_ids: Sequence[str]) -> None:
     """A shared call was refused: every job in it goes alone next time, so one bad job spoils only itself."""
     with transaction(rt.sessions) as session:
         session.execute(update(Job).where(col(Job.id).in_(job_ids)).values(solo=True))
-
-
-def backoff_s(attempt: int, cap_s: float) -> float:
-    """Exponential backoff with full jitter: uniform in [0.5, 1] x min(cap, 2**attempt)."""
-    base = min(cap_s, 2.0 ** max(attempt, 0))
-    return base * random.uniform(0.5, 1.0)
-
-
-def settle_jobs(
-    rt: Runtime,
-    job_ids: Sequence[str],
-    *,
-    failure: ProviderError | RateLimitExceeded | None = None,
-    retry_at: datetime | None = None,
-) -> list[SendTask]:
-    """Move each job to the state its recipients imply; returns send tasks for jobs queued again."""
-    now = rt.clock.now()
-    requeue: list[SendTask] = []
-    with transaction(rt.sessions) as session:
-        jobs = list(session.exec(select(Job).where(col(Job.id).in_(job_ids))))
-        rows = list(session.exec(select(Recipient).where(col(Recipient.job_id).in_(job_ids))))
-        sub_ids = {row.submission_id for row in rows if row.submission_id}
-        in_flight = set(
-            session.exec(
-                select(Submission.id).where(
-                    col(Submission.id).in_(sub_ids), Submission.state == SubmissionState.IN_FLIGHT
-                )
-            )
-        )
-        by_job: dict[str, list[Recipient]] = {}
-        for row in rows:
-            by_job.setdefault(row.job_id, []).append(row)
-        for job in jobs:
-            task = _settle(job, by_job.get(job.id, []), in_flight, now, rt, failure, retry_at)
-            if task is not None:
-                requeue.append(task)
-            session.add(job)
-        for rows_of_job in by_job.values():
-            for row in rows_of_job:
-                session.add(row)
-    return requeue
-
-
-def _settle(
-    job: Job,
-    rows: list[Recipient],
-    in_flight: set[str],
-    now: datetime,
-    rt: Runtime,
-    failure: ProviderError | RateLimitExceeded | None,
-    retry_at: datetime | None,
-) -> SendTask | None:
-    job.updated_at = now
-    if any(row.submission_id in in_flight for row in rows):
-        return None  # fate unknown: stays `submitting` until looked up
-    job.claim_token = None
-    unsent = [row for row in rows if not row.final and row.submission_id is None]
-    if not rows or all(row.final for row in rows):
-        job.state = _terminal_state(job, rows)
-        job.finished_at = job.finished_at or now
-        return None
-    if not unsent:
-        job.state = JobState.SUBMITTED
-        job.submitted_at = job.submitted_at or now
-        return None
-    if retry_at is not None and isinstance(failure, ProviderAuthError):
-        job.reason = f"waiting for valid credentials: {failure}"[:500]
-        delay_s = rt.settings.retry_backoff_max_s
-        job.state, job.due_at = JobState.QUEUED, now + timedelta(seconds=delay_s)
-        return SendTask(job.id, express=job.qos_rank == 0, countdown_s=delay_s)
-    if (
-        retry_at is not None
-        and isinstance(failure, RetryableProviderError)
-        and not isinstance(failure, ProviderThrottled)
-    ):
-        job.attempts += 1
-        job.reason = str(failure)[:500]
-        if job.attempts > rt.settings.send_max_retries:
-            for row in unsent:
-                _finish_recipient(row, Outcome.FAILED, f"retries exhausted: {failure}"[:500], now)
-            job.reason = f"failed after {job.attempts} attempts: {failure}"[:500]
-            job.state = _terminal_state(job, rows) if all(r.final for r in rows) else JobState.SUBMITTED
-            if job.state.is_terminal:
-                job.finished_at = job.finished_at or now
-            return None
-        delay_s = backoff_s(job.attempts, rt.settings.retry_backoff_max_s)
-        job.state, job.due_at = JobState.QUEUED, now + timedelta(seconds=delay_s)
-        return SendTask(job.id, express=job.qos_rank == 0, countdown_s=delay_s)
-    due = min((utc(row.due_at) or now for row in unsent), default=now)
-    wait_s = 0.0
-    if isinstance(failure, ProviderThrottled | RateLimitExceeded):
-        wait_s = failure.retry_after_s or 1.0 if isinstance(failure, ProviderThrottled) else failure.wait_s
-    job.due_at = max(due, now)
-    if job.due_at > now:
-        job.state = JobState.SCHEDULED
-        return None
-    job.state = JobState.QUEUED
-    return SendTask(job.id, express=job.qos_rank == 0, countdown_s=wait_s or None)
-
-
-def _terminal_state(job: Job, rows: list[Recipient]) -> JobState:
-    outcomes = {row.outcome for row in rows}
-    if outcomes == {Outcome.EXPIRED}:
-        job.reason = job.reason or (rows[0].reason if rows else None)
-        return JobState.EXPIRED
-    if (
-        job.reason
-        and job.reason.startswith("refused by the provider")
-        and outcomes <= {Outcome.FAILED, Outcome.SUPPRESSED, Outcome.EXPIRED}
-    ):
-        return JobState.REJECTED
-    if (
-        job.reason
-        and job.reason.startswith("failed after")
-        and outcomes <= {Outcome.FAILED, Outcome.SUPPRESSED, Outcome.EXPIRED}
-    ):
-        return JobState.FAILED
-    return JobState.FINISHED

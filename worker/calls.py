@@ -1,0 +1,106 @@
+"""Building provider calls: which recipients of the claimed jobs go together, and how each API is called.
+
+Retarus REST v1 carries every claimed recipient in one job (messages grouped by job and message, each
+recipient's customerRef = its row id, duplicateDetection on as a second net); Sendmode one call per
+distinct text; HTTP Simple one call per recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from models.enums import ProviderKey
+from models.retarus import JobRequest
+from models.sendmode import SendmodeMessage
+from models.tables import Job, Recipient
+from worker.providers import RetarusClient, RetarusHttpClient, SendmodeClient
+
+
+@dataclass
+class ProviderCall:
+    """One provider call to make: its recipients and how to make it."""
+
+    recipients: list[Recipient]
+    job_ids: list[str]
+    run: Callable[[Any], str | None]  # client -> provider job id (None: the API returns none)
+
+
+def build_calls(provider: ProviderKey, jobs: Sequence[Job], ready: list[Recipient]) -> list[ProviderCall]:
+    """The provider calls that carry `ready` recipients of the claimed `jobs`."""
+    if not ready:
+        return []
+    by_id = {job.id: job for job in jobs}
+    if provider is ProviderKey.RETARUS:
+        return [_retarus_call(by_id, ready)]
+    if provider is ProviderKey.SENDMODE:
+        return _sendmode_calls(by_id, ready)
+    return [_http_simple_call(by_id[row.job_id], row) for row in ready]
+
+
+def _retarus_call(jobs: dict[str, Job], ready: list[Recipient]) -> ProviderCall:
+    head = jobs[ready[0].job_id]
+    options = dict(head.request.get("options", {}))
+    # Second net against duplicates: an equal request within 10 minutes is refused with 409.
+    options.setdefault("duplicateDetection", True)
+    messages: list[dict[str, Any]] = []
+    groups: dict[tuple[str, int], list[Recipient]] = {}
+    for row in ready:
+        groups.setdefault((row.job_id, row.message_index), []).append(row)
+    for (job_id, message_index), rows in groups.items():
+        text = jobs[job_id].request["messages"][message_index]["text"]
+        recipients = []
+        for row in rows:
+            item: dict[str, Any] = {"dst": row.dst, "customerRef": row.id}
+            if row.blackouts is not None:
+                item["blackoutPeriods"] = row.blackouts
+            recipients.append(item)
+        messages.append({"text": text, "recipients": recipients})
+    body = JobRequest.model_validate({"messages": messages, "options": options})
+
+    def run(client: RetarusClient) -> str:
+        return client.send_job(body)
+
+    return ProviderCall(ready, sorted({row.job_id for row in ready}), run)
+
+
+def _sendmode_calls(jobs: dict[str, Job], ready: list[Recipient]) -> list[ProviderCall]:
+    calls: list[ProviderCall] = []
+    groups: dict[str, list[Recipient]] = {}
+    for row in ready:
+        text = jobs[row.job_id].request["messages"][row.message_index]["text"]
+        groups.setdefault(text, []).append(row)
+    for text, rows in groups.items():
+        options = jobs[rows[0].job_id].request.get("options", {})
+        message = SendmodeMessage(
+            messagetext=text,
+            recipients=[row.dst for row in rows],
+            senderid=options.get("src"),
+            customerid=options.get("customerRef"),
+        )
+
+        def run(client: SendmodeClient, message: SendmodeMessage = message) -> None:
+            client.send(message)
+            return None
+
+        calls.append(ProviderCall(rows, sorted({row.job_id for row in rows}), run))
+    return calls
+
+
+def _http_simple_call(job: Job, row: Recipient) -> ProviderCall:
+    options = job.request.get("options", {})
+    text = job.request["messages"][row.message_index]["text"]
+
+    def run(client: RetarusHttpClient) -> str:
+        return client.send(
+            row.dst,
+            text,
+            src=options.get("src"),
+            bc=options.get("billcode"),
+            dn=options.get("statusRequested"),
+            qos=options.get("qos"),
+            ref=row.id,
+        )
+
+    return ProviderCall([row], [job.id], run)
