@@ -38,17 +38,22 @@ SANDBOX_USER, SANDBOX_PASS, SANDBOX_KEY = "sandbox-user", "sandbox-pass", "sandb
 # --- Redis ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
+def redis_db_for_session(url: str) -> Iterator[str]:
+    """Yield `url` after checking Redis answers; its db is emptied before and after (one area's db only)."""
+    client = redis.Redis.from_url(url)
     try:
         client.ping()
     except redis.ConnectionError:
         pytest.fail("Redis is not answering on 127.0.0.1:6379 (see README: the tests need a real Redis)")
     client.flushdb()
-    yield REDIS_URL
+    yield url
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    yield from redis_db_for_session(REDIS_URL)
 
 
 @pytest.fixture

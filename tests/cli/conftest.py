@@ -7,24 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from tests.cli.support import REDIS_URL, cli_settings, connections_file
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, redis_db_for_session
 from worker.runtime import Runtime
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("Redis is not answering on 127.0.0.1:6379 (the tests need a real Redis)")
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
-    client.close()
+    yield from redis_db_for_session(REDIS_URL)
 
 
 @pytest.fixture
