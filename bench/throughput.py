@@ -48,7 +48,7 @@ from sandbox.config import DEFAULT_API_KEY, DEFAULT_PASSWORD, DEFAULT_USERNAME, 
 from sandbox.server import serve_in_thread
 from worker.producer import enqueue, enqueue_many
 from worker.queues import Queue
-from worker.rate_limit import send_slots
+from worker.rate_limit.limiter import send_slots
 from worker.runtime import Runtime
 from worker.settings import Settings, load_settings, settings_environment
 
@@ -130,7 +130,7 @@ def flush_redis() -> None:
 
 @contextlib.contextmanager
 def runtime_for(settings: Settings) -> Iterator[Runtime]:
-    from worker.app import create_celery_app
+    from worker.celery_app import create_celery_app
 
     rt = Runtime(settings, celery=create_celery_app(settings))
     try:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from worker.processes import stop_process_groups
+from worker.cli.processes import stop_process_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 

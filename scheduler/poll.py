@@ -27,12 +27,12 @@ from models.intervals import Interval, parse_interval
 from models.retarus import RecipientReport
 from models.status import classify
 from models.tables import Job, Recipient, Submission, SubmissionState
-from scheduler.windows import may_poll, poll_time
+from models.windows import may_poll, poll_time
 from worker.errors import ProviderError, RateLimitExceeded
-from worker.limited import call_kind
 from worker.providers import RetarusClient, RetarusHttpClient
+from worker.rate_limit.transport import call_kind
 from worker.runtime import Runtime
-from worker.settle import terminal_state
+from worker.submit.settle import terminal_state
 
 log = logging.getLogger("smsq.poll")
 

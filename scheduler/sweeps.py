@@ -5,7 +5,7 @@
   or was published longer than `queued_grace_s` ago and never ran (the broker lost it, e.g. Redis
   restarted empty), are published again. A duplicate task is harmless: claims are conditional.
 - `reconcile`: jobs stuck in `submitting` past `submit_timeout_s` are resolved through the provider
-  lookup (`worker.resolve`), never by a blind resend; a claim that never reached a provider call is
+  lookup (`worker.submit.resolve`), never by a blind resend; a claim that never reached a provider call is
   simply settled back to `queued`.
 """
 
@@ -22,9 +22,9 @@ from models.db import transaction
 from models.enums import JobState, Outcome
 from models.tables import Job, Recipient, Submission, SubmissionState
 from worker.producer import publish_jobs
-from worker.resolve import resolve_submission
 from worker.runtime import Runtime, SendTask
-from worker.settle import settle_jobs
+from worker.submit.resolve import resolve_submission
+from worker.submit.settle import settle_jobs
 
 log = logging.getLogger("smsq.sweeps")
 

@@ -1,18 +1,37 @@
-"""Thin beat tasks. Each takes no arguments, runs its sweep under a Redis lock, and logs counts only."""
+"""Thin beat tasks. Each takes no arguments, runs its sweep under a Redis lock, and logs counts only.
+
+The lock is redis-py's `Lock` (a token with an expiry, released only by its holder): a second beat or a
+slow sweep finds it held and skips the round instead of running the same sweep twice at once.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+import redis
 from celery import shared_task
 
-from scheduler.lock import sweep_lock
 from scheduler.poll import poll_connection
 from scheduler.sweeps import reconcile, release
 from worker.runtime import get_runtime
 
 log = logging.getLogger("smsq.scheduler")
+
+
+@contextlib.contextmanager
+def sweep_lock(client: redis.Redis[Any], name: str, ttl_s: float) -> Iterator[bool]:
+    """Yields True when this process holds the lock `name` (released on exit), False when another does."""
+    lock = client.lock(f"smsq:lock:{name}", timeout=max(ttl_s, 1.0), blocking=False)
+    held = lock.acquire()
+    try:
+        yield held
+    finally:
+        if held:
+            with contextlib.suppress(redis.exceptions.LockError):  # expired meanwhile: nothing to release
+                lock.release()
 
 
 @shared_task(name="smsq.release", ignore_result=True)

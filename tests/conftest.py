@@ -24,7 +24,7 @@ import redis
 
 from models.clock import Clock
 from models.migrate import upgrade
-from worker.processes import stop_process_groups
+from worker.cli.processes import stop_process_groups
 from worker.runtime import Runtime, set_runtime
 from worker.settings import Settings, load_settings, settings_environment
 
@@ -210,7 +210,7 @@ def runtime_factory(redis_url: str) -> Iterator[Callable[..., Runtime]]:
     made: list[Runtime] = []
 
     def make(settings: Settings, *, clock: Clock | None = None, transport: Any = None) -> Runtime:
-        from worker.app import create_celery_app
+        from worker.celery_app import create_celery_app
 
         rt = Runtime(settings, clock=clock, celery=create_celery_app(settings), transport=transport)
         made.append(rt)

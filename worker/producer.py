@@ -25,7 +25,7 @@ from models.enums import JobState, Outcome, ProviderKey, Qos
 from models.request import SmsRequest, first_error
 from models.segments import segments_for
 from models.tables import Job, Recipient
-from scheduler.windows import send_decision, validity_deadline
+from models.windows import send_decision, validity_deadline
 from worker.errors import InvalidRequest
 from worker.runtime import Runtime, SendTask, get_runtime
 

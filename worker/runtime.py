@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from worker.providers import ProviderClient
-    from worker.rate_limit import RedisRateLimiter
+    from worker.rate_limit.limiter import RedisRateLimiter
 
 log = logging.getLogger("smsq.runtime")
 
@@ -83,9 +83,10 @@ class Runtime:
     @property
     def celery(self) -> Celery:
         if self._celery is None:
-            from worker.app import app
+            # Imported here: only processes that publish pay for Celery's start-up.
+            from worker.celery_app import create_celery_app
 
-            self._celery = app
+            self._celery = create_celery_app(self.settings)
         return self._celery
 
     def connection(self, name: str) -> ConnectionSettings:
@@ -99,8 +100,8 @@ class Runtime:
             ) from None
 
     def limiter(self, name: str) -> RedisRateLimiter:
-        from worker.metrics import LIMITER_WAITS
-        from worker.rate_limit import RedisRateLimiter
+        from worker.metrics.counters import LIMITER_WAITS
+        from worker.rate_limit.limiter import RedisRateLimiter
 
         with self._lock:
             if name not in self._limiters:
@@ -120,8 +121,8 @@ class Runtime:
             return self._limiters[name]
 
     def client(self, name: str) -> ProviderClient:
-        from worker.limited import LimitedTransport
         from worker.providers import build_client
+        from worker.rate_limit.transport import LimitedTransport
 
         limiter = self.limiter(name)
         with self._lock:

@@ -16,10 +16,10 @@ from celery import shared_task
 from models.db import transaction
 from models.enums import JobState
 from models.tables import Job
-from worker.delivery import submit_job
 from worker.producer import enqueue, publish_jobs
-from worker.resolve import resolve_submission
 from worker.runtime import SendTask, get_runtime
+from worker.submit.dispatch import submit_job
+from worker.submit.resolve import resolve_submission
 
 log = logging.getLogger("smsq.tasks")
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from typer.testing import CliRunner
 
-from worker.cli import app
-from worker.credits import (
+from worker.cli.main import app
+from worker.policy.credits import (
     PAUSE_TTL_S,
     check_credits,
     credit_pause,
@@ -16,7 +16,7 @@ from worker.credits import (
     pause_key,
     read_balance,
 )
-from worker.delivery import submit_job
+from worker.submit.dispatch import submit_job
 
 runner = CliRunner()
 

@@ -16,9 +16,9 @@ from models.db import transaction
 from models.tables import Suppression
 from tests.cli.support import SMSQ, cli_settings, connections_file, env_for, free_port
 from tests.conftest import ROOT, wait_until
-from worker.cli import app
-from worker.delivery import submit_job
-from worker.metrics_server import serve_metrics
+from worker.cli.main import app
+from worker.metrics.server import serve_metrics
+from worker.submit.dispatch import submit_job
 
 runner = CliRunner()
 

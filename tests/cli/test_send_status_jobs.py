@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 from models.db import transaction, utc
 from models.tables import Job, Recipient
 from tests.cli.support import env_for, run_smsq
-from worker.cli import app
-from worker.delivery import submit_job
+from worker.cli.main import app
 from worker.queues import Queue
 from worker.runtime import Runtime
+from worker.submit.dispatch import submit_job
 
 runner = CliRunner()
 NUMBER = "+4917612345678"

@@ -18,11 +18,11 @@ from models.tables import Job, Submission
 from scheduler.sweeps import reconcile, release
 from tests.conftest import smsq_settings
 from tests.integration.test_send_path import number, one, recipient_ids, sandbox_refs
-from worker.delivery import submit_next
 from worker.producer import enqueue, enqueue_many
 from worker.queues import Queue
-from worker.resolve import resolve_submission
 from worker.status import job_status
+from worker.submit.dispatch import submit_next
+from worker.submit.resolve import resolve_submission
 
 
 def _setup(sandbox_factory, sqlite_url, runtime_factory, provider="retarus", **overrides):

@@ -12,13 +12,13 @@ from models.db import transaction
 from models.intervals import parse_datetime, parse_interval
 from models.status import classify
 from models.tables import Job, Recipient, Submission
+from models.windows import normalise_blackouts
 from scheduler.poll import poll_connection
-from scheduler.windows import normalise_blackouts
 from tests.conftest import settings_env, smsq_settings, wait_until
 from tests.integration.test_send_path import number, one, recipient_ids, sandbox_refs
-from worker.delivery import submit_next
 from worker.producer import enqueue, enqueue_many
 from worker.status import job_status
+from worker.submit.dispatch import submit_next
 
 SPEED = 600.0  # one sandbox hour in six real seconds
 

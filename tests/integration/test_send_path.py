@@ -15,7 +15,7 @@ from tests.conftest import settings_env, smsq_settings, wait_until
 from worker.errors import InvalidRequest
 from worker.producer import enqueue, enqueue_many
 from worker.queues import Queue
-from worker.rate_limit import RedisRateLimiter
+from worker.rate_limit.limiter import RedisRateLimiter
 from worker.status import job_status
 
 

@@ -7,9 +7,9 @@ import pytest
 from models.clock import ManualClock
 from scheduler.poll import poll_connection
 from tests.conftest import smsq_settings
-from worker.delivery import submit_next
 from worker.producer import enqueue
 from worker.status import job_status
+from worker.submit.dispatch import submit_next
 
 
 class _NoPublish:

@@ -35,7 +35,7 @@ def test_a_bad_setting_names_its_variable(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSQ_")}
     env.update(SMSQ_RATE_LIMIT_CALLS="lots", PYTHONPATH=str(ROOT))
     result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "jobs"],
+        [sys.executable, "-m", "worker.cli.main", "jobs"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -12,7 +12,7 @@ import pytest
 
 from tests.cli.conftest import redis_url  # noqa: F401 - this area's Redis db, for every fixture using it
 from tests.conftest import ROOT
-from worker.processes import stop_process_groups
+from worker.cli.processes import stop_process_groups
 
 
 @dataclass

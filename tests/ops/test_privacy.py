@@ -23,7 +23,7 @@ from models.db import transaction
 from models.tables import Job
 from tests.cli.support import cli_settings, env_for
 from tests.conftest import ROOT, wait_until
-from worker.app import create_celery_app
+from worker.celery_app import create_celery_app
 from worker.producer import enqueue
 
 TEXT = "Zebra canary 7731 quokka"

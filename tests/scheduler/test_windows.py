@@ -1,4 +1,4 @@
-"""Tests of scheduler.windows: jobPeriod, validity and blackout arithmetic (examples and properties)."""
+"""Tests of models.windows: jobPeriod, validity and blackout arithmetic (examples and properties)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.intervals import Interval, parse_interval
-from scheduler.windows import (
+from models.windows import (
     DEFAULT_VALIDITY_MIN,
     MIN_BLACKOUT,
     SendDecision,

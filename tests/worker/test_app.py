@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.app import create_celery_app
+from worker.celery_app import create_celery_app
 from worker.queues import TASK_ROUTES, Queue
 from worker.settings import load_settings
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import SANDBOX_KEY, SANDBOX_PASS, SANDBOX_USER
 from worker.errors import ProviderThrottled, RateLimitExceeded
-from worker.limited import call_kind
+from worker.rate_limit.transport import call_kind
 from worker.settings import load_settings
 
 

@@ -1,4 +1,4 @@
-"""Tests of worker.rate_limit.RedisRateLimiter against a real Redis (db 11, flushed before and after)."""
+"""Tests of worker.rate_limit.limiter.RedisRateLimiter against a real Redis (db 11, flushed before and after)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 
-from worker.rate_limit import CallKind, RedisRateLimiter, send_slots
+from worker.rate_limit.limiter import CallKind, RedisRateLimiter, send_slots
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 

@@ -14,7 +14,7 @@
     smsq demo                                                         everything, end to end, locally
 
 Every command reads the SMSQ_ environment (worker/settings.py). Exit codes and error lines are
-described in `worker.cli_common`.
+described in `worker.cli.common`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import typer
 from rich.table import Table
 
 from models.enums import JobState
-from worker import cli_ops
-from worker.cli_common import (
+from worker.cli import ops as cli_ops
+from worker.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
     console,
@@ -157,7 +157,7 @@ def send(
 
 def _paused(rt: Any, connection: str) -> str | None:
     """The credit pause of `connection`, if any (None when Redis cannot tell)."""
-    from worker.credits import pause_reason
+    from worker.policy.credits import pause_reason
 
     try:
         return pause_reason(rt, connection)
@@ -316,7 +316,7 @@ def metrics(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
 ) -> None:
     """Serve Prometheus metrics (database gauges, queue lengths, counters) until interrupted."""
-    from worker.metrics_server import serve_metrics
+    from worker.metrics.server import serve_metrics
 
     rt = runtime()
     try:
@@ -342,7 +342,7 @@ def demo(
     ] = 60.0,
 ) -> None:
     """Run everything locally: the sandbox, a worker, beat; send a mix of jobs and watch them finish."""
-    from worker.demo import DemoError, run_demo
+    from worker.cli.demo import DemoError, run_demo
 
     try:
         with handled():
@@ -369,5 +369,5 @@ def main() -> None:
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "app", "build_request", "main"]
 
 
-if __name__ == "__main__":  # `python -m worker.cli` (the demo starts the sandbox this way)
+if __name__ == "__main__":  # `python -m worker.cli.main` (the demo starts the sandbox this way)
     main()

@@ -23,12 +23,12 @@ from sqlmodel import col, select
 from models.db import transaction, utc
 from models.enums import Outcome, ProviderKey
 from models.tables import Recipient, Submission, SubmissionState
-from worker.delivery import first_poll_at
 from worker.errors import ProviderError, RateLimitExceeded
-from worker.limited import call_kind
 from worker.providers import RetarusClient
+from worker.rate_limit.transport import call_kind
 from worker.runtime import Runtime, SendTask
-from worker.settle import settle_jobs
+from worker.submit.dispatch import first_poll_at
+from worker.submit.settle import settle_jobs
 
 log = logging.getLogger("smsq.resolve")
 

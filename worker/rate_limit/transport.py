@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import httpx
 
 from worker.errors import RateLimitExceeded
-from worker.metrics import PROVIDER_CALLS
+from worker.metrics.counters import PROVIDER_CALLS
 from worker.providers.base import parse_retry_after
-from worker.rate_limit import CallKind, RedisRateLimiter
+from worker.rate_limit.limiter import CallKind, RedisRateLimiter
 
 #: How long one request may wait for a slot before giving up with RateLimitExceeded.
 MAX_WAIT_S = 1.0

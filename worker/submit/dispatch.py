@@ -13,7 +13,7 @@ The use case behind the `smsq.send` task. One call to `submit_next(connection)`:
 
 Under no backlog the head job goes out alone at once; under backlog one call carries many jobs.
 Errors never cause a blind resend: a call whose fate is unknown stays `in_flight` until
-`worker.resolve` has looked it up at the provider.
+`worker.submit.resolve` has looked it up at the provider.
 """
 
 from __future__ import annotations
@@ -31,10 +31,7 @@ from models.db import transaction, utc
 from models.enums import JobState, Outcome, ProviderKey
 from models.intervals import parse_datetime, parse_interval
 from models.tables import Job, Recipient, Submission, SubmissionState, Suppression, new_id
-from scheduler.windows import poll_time, send_decision, validity_deadline
-from worker.calls import ProviderCall, build_calls
-from worker.credits import RECHECK_S as CREDIT_RECHECK_S
-from worker.credits import credit_pause
+from models.windows import poll_time, send_decision, validity_deadline
 from worker.errors import (
     DeliveryUnknown,
     DuplicateJob,
@@ -45,10 +42,13 @@ from worker.errors import (
     RateLimitExceeded,
     RetryableProviderError,
 )
-from worker.limited import call_kind, take_slot
-from worker.metrics import RECIPIENTS_SUBMITTED
+from worker.metrics.counters import RECIPIENTS_SUBMITTED
+from worker.policy.credits import RECHECK_S as CREDIT_RECHECK_S
+from worker.policy.credits import credit_pause
+from worker.rate_limit.transport import call_kind, take_slot
 from worker.runtime import Runtime, SendTask
-from worker.settle import finish_recipient, settle_jobs
+from worker.submit.calls import ProviderCall, build_calls
+from worker.submit.settle import finish_recipient, settle_jobs
 
 log = logging.getLogger("smsq.delivery")
 

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from models.enums import ProviderKey
-from worker.cli_common import (
+from worker.cli.common import (
     EXIT_BAD_INPUT,
     connection_or_exit,
     console,
@@ -312,8 +312,8 @@ def optout(
 
     Recipients on the list end with outcome `suppressed` instead of being sent to.
     """
+    from worker.policy.suppression import suppress
     from worker.providers import SendmodeClient
-    from worker.suppression import suppress
 
     rt = runtime()
     connection_or_exit(rt, connection)
@@ -343,7 +343,7 @@ def optouts(
     as_json: JsonOption = False,
 ) -> None:
     """List the local suppression list, newest first."""
-    from worker.suppression import list_suppressions
+    from worker.policy.suppression import list_suppressions
 
     rt = runtime()
     try:
@@ -368,7 +368,7 @@ def optouts(
 
 def credits(connection: ConnectionOption = "default", as_json: JsonOption = False) -> None:
     """Show the Sendmode balance (read now) and whether the connection is paused for lack of credits."""
-    from worker.credits import evaluate, fetch_balance
+    from worker.policy.credits import evaluate, fetch_balance
 
     rt = runtime()
     _sendmode_connection(rt, connection, "credits")

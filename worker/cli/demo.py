@@ -47,7 +47,7 @@ from sqlmodel import col, select
 from models.db import transaction
 from models.enums import JobState
 from models.tables import Job, Recipient
-from worker.processes import stop_process_groups
+from worker.cli.processes import stop_process_groups
 from worker.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -425,9 +425,9 @@ def _run(
     runtimes: list[Runtime],
 ) -> int:
     from models.migrate import upgrade
-    from worker.app import create_celery_app
+    from worker.celery_app import create_celery_app
+    from worker.policy.suppression import suppress
     from worker.producer import enqueue
-    from worker.suppression import suppress
 
     broker_url, own_broker = ensure_redis(procs, env_in, out)
     if own_broker:
@@ -440,7 +440,7 @@ def _run(
                            epoch=epoch, tmp=tmp)  # fmt: skip
 
     out.print(f"starting the sandbox on {sandbox_url} (clock x{DEMO_SPEED:g}), a worker and beat")
-    procs.start("sandbox", [sys.executable, "-m", "worker.cli", "sandbox", "--host", "127.0.0.1", "--port",
+    procs.start("sandbox", [sys.executable, "-m", "worker.cli.main", "sandbox", "--host", "127.0.0.1", "--port",
                             str(port), "--speed", str(DEMO_SPEED), "--epoch", repr(epoch)], env)  # fmt: skip
 
     def sandbox_up() -> bool:

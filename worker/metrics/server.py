@@ -2,7 +2,7 @@
 
 Two sources:
 
-- the counters of `worker.metrics` (provider calls by connection/operation/result, limiter waits,
+- the counters of `worker.metrics.counters` (provider calls by connection/operation/result, limiter waits,
   recipients submitted), kept in each process that makes calls;
 - `DatabaseCollector`, gauges computed from the database (and Redis) at scrape time: jobs by state
   and connection, recipients by outcome and connection, broker queue lengths, and whether a
@@ -87,7 +87,7 @@ class DatabaseCollector(Collector):
         return jobs, recipients
 
     def _read_redis(self) -> Iterator[Metric]:
-        from worker.credits import pause_reason
+        from worker.policy.credits import pause_reason
 
         queued = GaugeMetricFamily(
             "smsq_broker_queue_length", "Messages waiting in each broker queue", labels=["queue"]

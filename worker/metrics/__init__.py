@@ -1,0 +1,1 @@
+"""Prometheus metrics: the counters the worker updates (`counters`) and the exporter (`server`)."""
