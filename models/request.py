@@ -6,6 +6,22 @@ queued: phone numbers parsed and normalised to E.164, sender id syntax, billcode
 lengths, validityMin 0 or 5..2880, maxParts 1..20, at most 3000 recipients per job, ISO-8601 blackout
 intervals and jobPeriod with a UTC offset, and no text that needs more SMS parts than maxParts allows.
 
+Hostile input is refused as well (issue 15), always as a pydantic ValidationError that `first_error` names:
+
+- Types are strict, as the contract names them: an integer is not ``"3"`` or ``5.0``, a boolean is not
+  ``1`` or ``"true"``, a string is not bytes, an array is a list. Only enums accept their string values
+  (``"STANDARD"``), as JSON spells them, and nested objects accept dicts.
+- Every string refuses NUL, unpaired surrogates (text that cannot be encoded as UTF-8, e.g.
+  ``"hi \ud800 there"``) and control characters; a message text may still carry tab, line feed,
+  carriage return and form feed. What the job's encoding cannot carry is refused per invalidCharacters
+  (REFUSE under STANDARD); a text longer than `MAX_TEXT_CHARS` is refused before anything is counted.
+- jobPeriod and blackout ends use the contract's spelling (``2030-01-01T10:00Z``,
+  ``2030-01-01T10:00:00.683+02:00``), an offset within +-18:00, and lie in 1970-01-01..2100-01-01 UTC, so
+  no later arithmetic on them (UTC conversion, validity, blackout shifts, grace) can overflow.
+
+`check_idempotency_key`, `check_connection_name` and `check_region` are the same rules for the producer's
+own arguments: pure functions that return the clean value or raise ValueError("<rule>").
+
 National numbers take their country from the validation context key ``"default_region"`` (ISO 3166
 alpha-2, "DE" when absent): ``SmsRequest.from_json(data, default_region="AT")``.
 
@@ -25,6 +41,7 @@ from typing import Annotated, Any, Self
 
 import phonenumbers
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,8 +57,8 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.enums import Encoding, InvalidCharacters, Qos
-from models.intervals import Interval, parse_datetime, parse_interval
-from models.segments import MAX_PARTS, segments_for
+from models.intervals import Interval, check_interval, check_timestamp, parse_datetime, parse_interval
+from models.segments import MAX_PARTS, MAX_TEXT_CHARS, segments_for
 
 #: The contract's limit on recipients in one job, summed over all messages.
 MAX_RECIPIENTS_PER_JOB = 3000
@@ -54,12 +71,79 @@ BILLCODE_MAX_CHARS = 70
 #: Retarus: "Recommended max. 64 characters" (job and recipient level).
 CUSTOMER_REF_MAX_CHARS = 64
 VALIDITY_MIN_RANGE = (5, 2880)
+#: A phone number as written by a caller, spaces and punctuation included (libphonenumber reads 250).
+DST_MAX_CHARS = 100
+#: The producer's idempotency key (the jobs table's column is 200 characters wide).
+IDEMPOTENCY_KEY_MAX_CHARS = 200
+#: A connection name, as worker.settings.ConnectionSettings allows it.
+CONNECTION_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: Sender id: numeric (optional '+', up to 20 digits) or alphanumeric (up to 11 characters of
 #: a-zA-Z0-9, space and ASCII punctuation). The contract's Java pattern uses \p{Punct}, which is
 #: exactly Python's string.punctuation.
 SENDER_ID_PATTERN = re.compile(r"\+?[0-9]{1,20}|[a-zA-Z0-9 " + re.escape(string.punctuation) + r"]{1,11}")
 
 _RULE_ERROR = "sms_rule"
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: C0 controls, DEL and C1 controls (Unicode category Cc).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: The same, less tab, line feed, form feed and carriage return, which a message text may carry.
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+#: Longest field-path component and rule `first_error` returns; longer ones are cut.
+_FIELD_PART_MAX_CHARS = 64
+_RULE_MAX_CHARS = 300
+
+
+def check_characters(value: str, *, message_text: bool = False) -> str:
+    """`value` if it has no NUL, no unpaired surrogate (not encodable as UTF-8) and no control character
+    (a message text may hold tab, LF, CR and FF); else ValueError naming the rule. Never echoes `value`."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if _SURROGATE.search(value):
+        raise ValueError("must not contain unpaired surrogates (text that cannot be encoded as UTF-8)")
+    if message_text:
+        if _TEXT_CONTROL.search(value):
+            raise ValueError(
+                "must not contain control characters other than tab, line feed, carriage return and form feed"
+            )
+    elif _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def check_idempotency_key(value: object) -> str | None:
+    """The producer's idempotency key: None, or a string of 1..200 characters without NUL, control
+    characters or unpaired surrogates. Returns it as a plain str; ValueError("<rule>") otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > IDEMPOTENCY_KEY_MAX_CHARS:
+        raise ValueError(f"must be at most {IDEMPOTENCY_KEY_MAX_CHARS} characters")
+    return str.__str__(check_characters(value))
+
+
+def check_connection_name(value: object) -> str:
+    """A connection name as settings allow it (1..64 of A-Z a-z 0-9 _ . -); ValueError("<rule>") otherwise.
+    Whether such a connection is configured is the runtime's question, not this one."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if CONNECTION_NAME_PATTERN.fullmatch(value) is None:
+        raise ValueError("must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.' and '-'")
+    return str.__str__(value)
+
+
+def check_region(value: object) -> str:
+    """An ISO 3166 alpha-2 region libphonenumber knows (any case), upper-cased; ValueError("<rule>")."""
+    if not isinstance(value, str) or value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError("must be an ISO 3166 alpha-2 region with phone numbers, such as DE")
+    return value.upper()
+
+
+def _plain_string(value: str) -> str:
+    return check_characters(value)
 
 
 def format_timestamp(value: datetime) -> str:
@@ -75,19 +159,21 @@ def format_timestamp(value: datetime) -> str:
 
 def _to_interval(value: object) -> Interval:
     if isinstance(value, Interval):
-        return value
+        # What is sent is str(value): its text when it has one. Re-read that, so the object obeys the
+        # same spelling and bounds as a string would.
+        return (
+            parse_interval(check_characters(str(value)), strict=True) if value.text else check_interval(value)
+        )
     if isinstance(value, str):
-        return parse_interval(value)
+        return parse_interval(check_characters(value), strict=True)
     raise ValueError("must be an ISO-8601 interval string 'start/end'")
 
 
 def _to_aware_datetime(value: object) -> datetime:
     if isinstance(value, str):
-        return parse_datetime(value)
+        return parse_datetime(check_characters(value), strict=True)
     if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("must carry a UTC offset such as Z or +01:00")
-        return value
+        return check_timestamp(value)
     raise ValueError("must be an ISO-8601 timestamp with a UTC offset")
 
 
@@ -105,12 +191,12 @@ AwareTimestamp = Annotated[
     PlainSerializer(format_timestamp, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
-CustomerRef = Annotated[str, Field(max_length=CUSTOMER_REF_MAX_CHARS)]
+CustomerRef = Annotated[str, Field(max_length=CUSTOMER_REF_MAX_CHARS), AfterValidator(_plain_string)]
 
 
 def normalise_number(number: str, default_region: str = DEFAULT_REGION) -> str:
     """`number` in E.164; national numbers belong to `default_region`. ValueError if it is not valid."""
-    region = _checked_region(default_region)
+    region = check_region(default_region)
     international = number.strip().startswith(("+", "00"))
     where = "" if international else f" for region {region}"
     try:
@@ -120,13 +206,6 @@ def normalise_number(number: str, default_region: str = DEFAULT_REGION) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise ValueError(f"not a valid phone number{where}")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _checked_region(region: object) -> str:
-    code = str(region).upper()
-    if code not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"default region {region!r} is not an ISO 3166 alpha-2 region with phone numbers")
-    return code
 
 
 def _region_from(context: object) -> str:
@@ -144,20 +223,23 @@ class _ContractModel(BaseModel):
         frozen=True,
         # Inputs are phone numbers and message texts: keep them out of error reprs and logs.
         hide_input_in_errors=True,
+        # The contract's types exactly: no "3" for an integer, no 5.0 for validityMin, no 1 for true.
+        # Enum fields opt out (Field(strict=False)) so they take their string values, as JSON does.
+        strict=True,
     )
 
 
 class Recipient(_ContractModel):
     """One destination of a message. Its blackoutPeriods, when set, replace the job's."""
 
-    dst: str
+    dst: Annotated[str, Field(max_length=DST_MAX_CHARS)]
     customer_ref: CustomerRef | None = None
     blackout_periods: list[BlackoutPeriod] | None = None
 
     @field_validator("dst")
     @classmethod
     def _normalise_dst(cls, value: str, info: ValidationInfo) -> str:
-        return normalise_number(value, _region_from(info.context))
+        return normalise_number(check_characters(value), _region_from(info.context))
 
 
 class Message(_ContractModel):
@@ -169,6 +251,11 @@ class Message(_ContractModel):
     @field_validator("text")
     @classmethod
     def _text_has_content(cls, value: str) -> str:
+        if len(value) > MAX_TEXT_CHARS:
+            raise ValueError(
+                f"needs more than {MAX_PARTS} SMS parts: it is longer than {MAX_TEXT_CHARS} characters"
+            )
+        check_characters(value, message_text=True)
         if not value.strip():
             raise ValueError("must not be empty or only whitespace")
         return value
@@ -178,15 +265,17 @@ class JobOptions(_ContractModel):
     """Job-wide options of the Retarus JobRequest; None means "not sent, provider default"."""
 
     src: str | None = None
-    encoding: Encoding = Encoding.STANDARD
-    billcode: Annotated[str, Field(max_length=BILLCODE_MAX_CHARS)] | None = None
+    encoding: Encoding = Field(Encoding.STANDARD, strict=False)
+    billcode: Annotated[str, Field(max_length=BILLCODE_MAX_CHARS), AfterValidator(_plain_string)] | None = (
+        None
+    )
     status_requested: bool | None = None
     flash: bool | None = None
     customer_ref: CustomerRef | None = None
     validity_min: int | None = None
     max_parts: int | None = None
-    invalid_characters: InvalidCharacters | None = None
-    qos: Qos = Qos.NORMAL
+    invalid_characters: InvalidCharacters | None = Field(None, strict=False)
+    qos: Qos = Field(Qos.NORMAL, strict=False)
     job_period: AwareTimestamp | None = None
     duplicate_detection: bool | None = None
     blackout_periods: list[BlackoutPeriod] | None = None
@@ -228,7 +317,7 @@ class SmsRequest(_ContractModel):
         cls, data: Mapping[str, Any] | str | bytes, *, default_region: str = DEFAULT_REGION
     ) -> Self:
         """Validate a JobRequest given as parsed JSON or JSON text; national numbers in `default_region`."""
-        context = {DEFAULT_REGION_KEY: _checked_region(default_region)}
+        context = {DEFAULT_REGION_KEY: check_region(default_region)}
         if isinstance(data, str | bytes):
             return cls.model_validate_json(data, context=context)
         return cls.model_validate(data, context=context)
@@ -330,8 +419,24 @@ def first_error(exc: ValidationError) -> tuple[str, str]:
     if not errors:
         return "request", "is invalid"
     error = errors[0]
-    field = ".".join(str(part) for part in error["loc"]) or "request"
-    return field, _rule_text(error["type"], error["msg"], error.get("ctx") or {})
+    field = ".".join(_field_part(part) for part in error["loc"]) or "request"
+    rule = _rule_text(error["type"], error["msg"], error.get("ctx") or {})
+    return field, _printable(rule, _RULE_MAX_CHARS)
+
+
+def _field_part(part: object) -> str:
+    # An unknown key is the caller's own text: it may be huge or hold NUL or lone surrogates.
+    if isinstance(part, str) and not part:
+        return '""'
+    return _printable(str(part), _FIELD_PART_MAX_CHARS)
+
+
+def _printable(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with every non-printable one escaped (\\x00, \\ud800), so a
+    field or rule is always valid UTF-8, one line and of bounded size in a log."""
+    cut = text[: limit + 1]
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in cut[:limit])
+    return shown + "..." if len(cut) > limit else shown
 
 
 def _rule_text(kind: str, message: str, context: Mapping[str, Any]) -> str:

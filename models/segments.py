@@ -27,6 +27,9 @@ UCS2_SINGLE_UNITS = 70
 UCS2_PART_UNITS = 67
 #: The contract's largest maxParts.
 MAX_PARTS = 20
+#: Every character costs at least one septet or one UTF-16 unit, so a longer text needs more than
+#: MAX_PARTS parts under any encoding: the request schema refuses it before counting anything.
+MAX_TEXT_CHARS = MAX_PARTS * GSM7_PART_SEPTETS
 
 #: GSM 03.38 default alphabet (one septet each). ESC (0x1B) is left out: it only introduces the
 #: extension table and is not a character a text can carry.

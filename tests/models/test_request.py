@@ -148,6 +148,10 @@ NUMBERS = [
 ]
 OFFSETS = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
 SENDER_ALNUM = string.ascii_letters + string.digits + " " + string.punctuation
+#: What a billcode or customerRef may hold: any character but control characters (and surrogates).
+PLAIN_CHARS = st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"))
+#: What a UTF-16 text may hold: the same plus tab, line feed, carriage return and form feed.
+TEXT_CHARS = st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"), include_characters="\t\n\r\f")
 
 
 def iso_text(moment: datetime, *, zulu: bool) -> str:
@@ -183,10 +187,10 @@ def valid_requests(draw: st.DrawFn) -> tuple[dict[str, Any], str, dict[str, Any]
             )
         ),
         "encoding": encoding.value,
-        "billcode": draw(optional(st.text(max_size=70))),
+        "billcode": draw(optional(st.text(PLAIN_CHARS, max_size=70))),
         "statusRequested": draw(optional(st.booleans())),
         "flash": draw(optional(st.booleans())),
-        "customerRef": draw(optional(st.text(max_size=64))),
+        "customerRef": draw(optional(st.text(PLAIN_CHARS, max_size=64))),
         "validityMin": draw(optional(st.just(0) | st.integers(5, 2880))),
         "maxParts": max_parts,
         "invalidCharacters": draw(optional(st.sampled_from([p.value for p in InvalidCharacters]))),
@@ -205,7 +209,7 @@ def valid_requests(draw: st.DrawFn) -> tuple[dict[str, Any], str, dict[str, Any]
     # Texts that fit maxParts (or the contract's 20) whatever each character costs.
     if encoding is Encoding.UTF16:
         units = 70 if max_parts == 1 else 67 * (max_parts or 20)
-        alphabet = st.characters(codec="utf-8")
+        alphabet = TEXT_CHARS
     else:
         units = 160 if max_parts == 1 else 153 * (max_parts or 20)
         alphabet = st.sampled_from(sorted(GSM7_BASIC_CHARS | GSM7_EXTENSION_CHARS))
@@ -222,7 +226,7 @@ def valid_requests(draw: st.DrawFn) -> tuple[dict[str, Any], str, dict[str, Any]
             number_region, e164, national = draw(st.sampled_from(NUMBERS))
             dst = national if number_region == region and draw(st.booleans()) else e164
             extra = {
-                "customerRef": draw(optional(st.text(max_size=64))),
+                "customerRef": draw(optional(st.text(PLAIN_CHARS, max_size=64))),
                 "blackoutPeriods": draw(optional(st.lists(intervals(), max_size=2))),
             }
             extra = {key: value for key, value in extra.items() if value is not None}
@@ -453,7 +457,8 @@ def test_a_broken_rule_is_refused_naming_the_field_and_the_rule(patch: Patch, fi
 @pytest.mark.parametrize(
     ("options", "text", "rule"),
     [
-        ({}, "x" * 3061, "needs 21 SMS parts but at most 20 are allowed"),
+        ({}, "x" * 3059 + "€", "needs 21 SMS parts but at most 20 are allowed"),
+        ({}, "x" * 3061, "needs more than 20 SMS parts: it is longer than 3060 characters"),
         ({"encoding": "UTF-16", "maxParts": 1}, "x" * 71, "needs 2 SMS parts but maxParts is 1"),
         ({"invalidCharacters": "TO_UTF16", "maxParts": 1}, "ж" * 71, "needs 2 SMS parts but maxParts is 1"),
         ({"maxParts": 1}, "€" * 81, "needs 2 SMS parts but maxParts is 1"),
@@ -555,7 +560,7 @@ def test_the_default_region_is_read_from_the_validation_context() -> None:
 
 
 def test_an_unknown_default_region_is_a_programming_error() -> None:
-    with pytest.raises(ValueError, match="default region 'XX'"):
+    with pytest.raises(ValueError, match="must be an ISO 3166 alpha-2 region"):
         SmsRequest.from_json(full_example(), default_region="XX")
     with pytest.raises(ValueError, match="default region"):
         normalise_number("0176 00000000", "Germany")
