@@ -9,8 +9,9 @@ good answer into an "unreadable body" error. Data only: no I/O here.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import (
     AfterValidator,
@@ -30,6 +31,19 @@ from models.enums import Encoding, InvalidCharacters, Qos
 MAX_RECIPIENTS_PER_JOB = 3000
 #: The widest fromTs..toTs interval GET /jobs accepts.
 MAX_LISTING_WINDOW_DAYS = 30
+#: GET /jobs `limit` range (seed 000: "between 0 and 1000").
+MAX_LISTING_LIMIT = 1000
+#: `validityMin`: 0 (provider default) or this range of minutes (seed 000).
+VALIDITY_MIN_RANGE: Final = (5, 2880)
+#: `maxParts` range (seed 000).
+MAX_PARTS_RANGE: Final = (1, 20)
+#: `billcode` length limit.
+MAX_BILLCODE_CHARS = 70
+#: Java's `\p{Punct}`: the punctuation an alphanumeric sender ID may hold (backtick included).
+PUNCTUATION: Final = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+#: Sender ID (PROVIDERS.md 1.4): up to 20 digits with an optional leading `+`, or 1..11 characters from
+#: letters, digits, space and `PUNCTUATION`; always matched against the whole value (`fullmatch`).
+SRC_PATTERN: Final = re.compile(r"\+?[0-9]{1,20}|[a-zA-Z0-9 " + re.escape(PUNCTUATION) + r"]{1,11}")
 
 
 def _as_utc_if_naive(value: datetime) -> datetime:
@@ -86,12 +100,12 @@ class Options(_Request):
 
     src: str | None = None
     encoding: Encoding | None = None
-    billcode: str | None = Field(None, max_length=70)
+    billcode: str | None = Field(None, max_length=MAX_BILLCODE_CHARS)
     status_requested: bool | None = None
     flash: bool | None = None
     customer_ref: str | None = None
     validity_min: int | None = None
-    max_parts: int | None = Field(None, ge=1, le=20)
+    max_parts: int | None = Field(None, ge=MAX_PARTS_RANGE[0], le=MAX_PARTS_RANGE[1])
     invalid_characters: InvalidCharacters | None = None
     qos: Qos | None = None
     job_period: SentTimestamp | None = None
@@ -101,8 +115,19 @@ class Options(_Request):
     @field_validator("validity_min")
     @classmethod
     def _check_validity(cls, value: int | None) -> int | None:
-        if value is not None and value != 0 and not 5 <= value <= 2880:
-            raise ValueError("validityMin must be 0 (provider default) or 5..2880")
+        low, high = VALIDITY_MIN_RANGE
+        if value is not None and value != 0 and not low <= value <= high:
+            raise ValueError(f"validityMin must be 0 (provider default) or {low}..{high}")
+        return value
+
+    @field_validator("src")
+    @classmethod
+    def _check_src(cls, value: str | None) -> str | None:
+        if value is not None and not SRC_PATTERN.fullmatch(value):
+            raise ValueError(
+                "src must be up to 20 digits with an optional leading +, or 1..11 letters, digits, "
+                "spaces or punctuation"
+            )
         return value
 
 
@@ -112,13 +137,13 @@ class JobRequest(_Request):
     messages: list[Message] = Field(min_length=1)
     options: Options | None = None
 
-    @model_validator(mode="after")
-    def _check_total_recipients(self) -> JobRequest:
-        if self.recipient_count > MAX_RECIPIENTS_PER_JOB:
-            raise ValueError(
-                f"a job carries at most {MAX_RECIPIENTS_PER_JOB} recipients, got {self.recipient_count}"
-            )
-        return self
+    @field_validator("messages")
+    @classmethod
+    def _check_total_recipients(cls, messages: list[Message]) -> list[Message]:
+        count = sum(len(message.recipients) for message in messages)
+        if count > MAX_RECIPIENTS_PER_JOB:
+            raise ValueError(f"a job carries at most {MAX_RECIPIENTS_PER_JOB} recipients, got {count}")
+        return messages
 
     @property
     def recipient_count(self) -> int:
@@ -126,18 +151,31 @@ class JobRequest(_Request):
 
 
 class JobResponse(_Response):
-    """The answer to POST /jobs (201)."""
+    """The answer to POST /jobs (201). Like every answer field, `jobId` may be absent or null (the
+    client then cannot tell which job was created, see RetarusClient.send_job)."""
 
-    job_id: str = Field(min_length=1)
+    job_id: str | None = None
 
 
 # --- GET /jobs/{jobId}, GET /sms?jobId=, GET /jobs, GET /version --------------------------------------
 
 
-class JobReport(_Response):
-    """GET /jobs/{jobId}. `encoding` comes back lowercase (`standard`, `utf-16`)."""
+def _none_as_empty_list(value: Any) -> Any:
+    return [] if value is None else value
 
-    job_id: str
+
+def _empty_as_none(value: Any) -> Any:
+    # `<empty>` status (PROVIDERS.md 1.5): "", null and an absent key mean the same.
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class JobReport(_Response):
+    """GET /jobs/{jobId}. `encoding` comes back lowercase (`standard`, `utf-16`).
+
+    No field is required and any may be null (seed 000, PROVIDERS.md 1.5).
+    """
+
+    job_id: str | None = None
     src: str | None = None
     encoding: str | None = None
     billcode: str | None = None
@@ -150,6 +188,8 @@ class JobReport(_Response):
     finished_ts: ProviderTimestamp | None = None
     recipient_ids: list[str] = Field(default_factory=list)
 
+    _null_ids = field_validator("recipient_ids", mode="before")(_none_as_empty_list)
+
     @property
     def finished(self) -> bool:
         """True once the provider reports the job's final status time."""
@@ -157,10 +197,14 @@ class JobReport(_Response):
 
 
 class RecipientReport(_Response):
-    """One element of GET /sms?jobId=: the raw processStatus/status pair (mapped in models/status.py)."""
+    """One element of GET /sms?jobId=: the raw processStatus/status pair (mapped in models/status.py).
 
-    sms_id: str
-    dst: str
+    No field is required and any may be null. `status` is any string; `""`, null and an absent key all
+    read as None (`<empty>` in the status table).
+    """
+
+    sms_id: str | None = None
+    dst: str | None = None
     process_status: str | None = None
     status: str | None = None
     customer_ref: str | None = None
@@ -168,14 +212,16 @@ class RecipientReport(_Response):
     sent_ts: ProviderTimestamp | None = None
     finished_ts: ProviderTimestamp | None = None
 
+    _empty_status = field_validator("status", "process_status", mode="before")(_empty_as_none)
+
 
 class JobListEntry(_Response):
-    """One element of GET /jobs?jobIdsOnly=true. ASSUMPTION (PROVIDERS.md 1.3): read `jobId` only.
-
-    Elements may be full JobReports or bare `{"jobId": ...}` objects; a bare string is accepted too.
+    """One element of GET /jobs?jobIdsOnly=true: `{"jobId": ...}` (PROVIDERS.md 1.3). Only `jobId` is
+    read; other keys (an older docs example shows full JobReports) are ignored; a bare string is accepted
+    too. A null `jobId` is kept as None and skipped by the client.
     """
 
-    job_id: str
+    job_id: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -184,7 +230,7 @@ class JobListEntry(_Response):
 
 
 class VersionInfo(_Response):
-    """GET /version. ASSUMPTION (PROVIDERS.md 1.7): the fields of SOAP getVersionInfo, all optional."""
+    """GET /version: VersionInfoResponse (seed 000, PROVIDERS.md 1.7), six fields, none required."""
 
     build_number: int | None = None
     build_timestamp: str | None = None

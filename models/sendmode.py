@@ -1,8 +1,9 @@
 """Wire models of the Sendmode REST API v2 (PROVIDERS.md section 3) and its error-code table.
 
-Request objects travel as a JSON string inside one form field (`message=`, `importdata=`), as the
-official samples do; `to_wire()` gives that string. Responses share one envelope
-(`status`, `statusCode`, ...) and ignore unknown fields. `SENDMODE_ERROR_CODES` is the single place
+Requests are JSON bodies (`Content-Type: application/json`, seed 001): `{"message": {...}}` for send and
+opt-out, `{"group": ..., "importdata": {...}}` for import; `to_wire()` gives the inner object. Answers
+share one envelope (`status`, `statusCode`, ...), have no required field, accept null everywhere and
+ignore unknown fields; `statusCode` 0 is the success shape, any other the error shape. `SENDMODE_ERROR_CODES` is the single place
 that says what each application status code means and which kind of error it becomes.
 Data only: no I/O here.
 """
@@ -12,9 +13,16 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 #: statusCode of an accepted request.
@@ -69,9 +77,9 @@ def error_code(code: int, status: str | None = None) -> SendmodeErrorCode:
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    def to_wire(self) -> str:
-        """The JSON string the form field carries (unset fields left out)."""
-        return self.model_dump_json(exclude_none=True)
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object the request body carries (unset fields left out)."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class _Response(BaseModel):
@@ -82,6 +90,16 @@ class _Response(BaseModel):
     status: str | None = None
     status_code: int | None = None
     accepted_date_time: datetime | None = None
+
+    @field_validator("accepted_date_time", mode="wrap")
+    @classmethod
+    def _lenient_time(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> datetime | None:
+        # Informational only: an odd timestamp must not make an accepted send look unreadable.
+        try:
+            result: datetime | None = handler(value)
+        except ValidationError:
+            return None
+        return result
 
     @property
     def ok(self) -> bool:
@@ -94,7 +112,7 @@ class _Response(BaseModel):
 class SendmodeMessage(_Request):
     """The `message` JSON of POST /send: one text for every recipient."""
 
-    messagetext: str
+    messagetext: str = Field(min_length=1)
     recipients: list[str] = Field(min_length=1)
     senderid: str | None = None
     customerid: str | None = None
@@ -107,7 +125,7 @@ class _EchoedMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     messagetext: str | None = None
-    recipients: list[str] = Field(default_factory=list)
+    recipients: list[str] | None = None
     senderid: str | None = None
     customerid: str | None = None
     scheduledate: str | None = None
@@ -175,7 +193,7 @@ class ImportResponse(_Response):
 
 
 class CreditsResponse(_Response):
-    """ASSUMPTION (PROVIDERS.md 3.5): `{"status": "OK", "statusCode": 0, "balance": <number>}`."""
+    """`{"status", "statusCode", "balance": <float>}` (seed 001, PROVIDERS.md 3.5; the path is third-party)."""
 
     balance: Decimal | None = None
 
@@ -184,22 +202,19 @@ class CreditsResponse(_Response):
 
 
 class OptOut(_Request):
-    """ASSUMPTION (PROVIDERS.md 3.6): the `message` JSON of POST /optout."""
+    """The `message` JSON of POST /optout (seed 001, PROVIDERS.md 3.6): no length limits are documented.
+
+    `optoutresponse` is what the person sent when opting out; `returnedresponse` a custom response for
+    downstream applications. (`optoutreason` belongs to the legacy HTTP API, not to this request.)
+    """
 
     mobilenumber: str = Field(min_length=1)
-    optoutreason: str | None = Field(None, max_length=50)
-    returnedresponse: str | None = None
-
-
-class _EchoedOptOut(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    mobilenumber: str | None = None
-    optoutreason: str | None = None
+    optoutresponse: str | None = None
     returnedresponse: str | None = None
 
 
 class OptOutResponse(_Response):
-    """ASSUMPTION (PROVIDERS.md 3.6): the common envelope, echoing the opt-out."""
+    """The answer of POST /optout: every field at the top level, no `message` object (seed 001)."""
 
-    message: _EchoedOptOut | None = None
+    mobilenumber: str | None = None
+    optoutreason: str | None = None

@@ -22,6 +22,7 @@ from models.sendmode import ImportData, SendmodeMessage
 from worker.errors import (
     DeliveryUnknown,
     DuplicateJob,
+    InvalidRequest,
     PermanentProviderError,
     ProviderAuthError,
     ProviderError,
@@ -276,12 +277,17 @@ def test_retarus_refused_characters_are_permanent_422(retarus):
     assert "GSM" in info.value.detail
 
 
-def test_retarus_more_than_3000_recipients_is_permanent_400(retarus):
+def test_retarus_more_than_3000_recipients_is_refused_before_sending_and_by_the_sandbox(retarus, state):
     recipients = [Recipient(dst=f"+4917610{n:06d}") for n in range(3001)]
     oversized = JobRequest.model_construct(messages=[Message(text="hi", recipients=recipients)], options=None)
-    with pytest.raises(PermanentProviderError) as info:
+    with pytest.raises(InvalidRequest) as refused:
         retarus.send_job(oversized)
-    assert info.value.status_code == 400
+    assert refused.value.field == "messages" and "3000" in refused.value.rule
+    assert state.calls() == []
+    # The sandbox refuses it too, for a client that sends it anyway
+    body = oversized.model_dump(mode="json", exclude_none=True)
+    answer = retarus._http.post(f"{retarus.base_urls[0]}/jobs", json=body)
+    assert answer.status_code == 400
 
 
 def test_retarus_duplicate_detection_is_a_duplicate_job(retarus, state):
@@ -453,10 +459,10 @@ def test_sendmode_import_customer_into_a_group(sendmode, state):
 
 
 def test_sendmode_opt_out_suppresses_later_sends(sendmode, state):
-    answer = sendmode.opt_out(SM_NUMBER, optoutreason="asked to stop", returnedresponse="STOP")
-    assert answer.ok and answer.message is not None and answer.message.optoutreason == "asked to stop"
+    answer = sendmode.opt_out(SM_NUMBER, optoutresponse="STOP please", returnedresponse="Bye")
+    assert answer.ok and answer.mobilenumber == SM_NUMBER and answer.optoutreason == "STOP please"
     ((entries),) = state.optouts().values()
-    assert entries[0]["optoutreason"] == "asked to stop" and entries[0]["returnedresponse"] == "STOP"
+    assert entries[0]["optoutresponse"] == "STOP please" and entries[0]["returnedresponse"] == "Bye"
 
     before = sendmode.credits()
     sendmode.send(SendmodeMessage(messagetext="Hi", recipients=[SM_NUMBER]))
@@ -489,7 +495,6 @@ def test_sendmode_sends_the_key_raw_in_the_header(base_url):
             97,
             PermanentProviderError,
         ),
-        (SendmodeMessage.model_construct(messagetext="Hi", recipients=[]), 195, PermanentProviderError),
     ],
 )
 def test_sendmode_refusals_in_the_body(sendmode, message, code, expected):

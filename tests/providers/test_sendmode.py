@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from models.sendmode import SENDMODE_ERROR_CODES, ErrorKind, ImportData, SendmodeMessage
 from worker.errors import (
     DeliveryUnknown,
+    InvalidRequest,
     PermanentProviderError,
     ProviderAuthError,
     ProviderError,
@@ -26,8 +26,10 @@ from .conftest import API_KEY, SENDMODE_URL
 ACCEPTED = "2017-08-25T12:51:01.1808223+01:00"
 
 
-def form_of(request: httpx.Request) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(request.content.decode()).items()}
+def body_of(request: httpx.Request) -> dict:
+    """The JSON body (Sendmode requires Content-Type: application/json, seed 001)."""
+    assert request.headers["Content-Type"] == "application/json"
+    return json.loads(request.content)
 
 
 def ok(**fields) -> httpx.Response:
@@ -40,7 +42,7 @@ def a_message() -> SendmodeMessage:
     )
 
 
-def test_send_posts_the_message_as_a_json_form_field_with_the_raw_key(sendmode, recorder):
+def test_send_posts_the_message_as_a_json_body_with_the_raw_key(sendmode, recorder):
     recorder.handler = lambda request: ok(
         message={
             "senderid": "Sendmode",
@@ -59,8 +61,7 @@ def test_send_posts_the_message_as_a_json_form_field_with_the_raw_key(sendmode, 
     (request,) = recorder.requests
     assert (request.method, str(request.url)) == ("POST", f"{SENDMODE_URL}/send")
     assert request.headers["Authorization"] == API_KEY
-    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert json.loads(form_of(request)["message"]) == {
+    assert body_of(request)["message"] == {
         "messagetext": "Hello World",
         "recipients": ["0870000000", "0870000001"],
         "senderid": "Sendmode",
@@ -78,9 +79,9 @@ def test_import_sends_importdata_and_group(sendmode, recorder):
 
     assert answer.group == "VIP"
     assert answer.importdata is not None and answer.importdata.firstname == "Ann"
-    form = form_of(recorder.requests[0])
+    form = body_of(recorder.requests[0])
     assert form["group"] == "VIP"
-    assert json.loads(form["importdata"]) == {
+    assert form["importdata"] == {
         "mobilenumber": "0870000000",
         "firstname": "Ann",
         "dateofbirth": "31/12/1990",
@@ -88,12 +89,13 @@ def test_import_sends_importdata_and_group(sendmode, recorder):
     assert recorder.requests[0].url.path == "/v2/import"
 
 
-def test_import_without_group_sends_no_group(sendmode, recorder):
-    recorder.handler = lambda request: ok(group=None)
+@pytest.mark.parametrize("group", [None, "", "  "])
+def test_import_without_a_group_is_refused_before_sending(sendmode, recorder, group):
+    with pytest.raises(InvalidRequest) as info:
+        sendmode.import_customer(ImportData(mobilenumber="0870000000"), group)
 
-    sendmode.import_customer(ImportData(mobilenumber="0870000000"))
-
-    assert "group" not in form_of(recorder.requests[0])
+    assert info.value.field == "group"
+    assert recorder.requests == []
 
 
 def test_credits_returns_an_exact_decimal_balance(sendmode, recorder):
@@ -117,17 +119,17 @@ def test_credits_without_a_balance_is_retryable(sendmode, recorder):
 
 
 def test_opt_out_posts_the_message_field(sendmode, recorder):
-    recorder.handler = lambda request: ok(message={"mobilenumber": "0870000000", "optoutreason": "asked"})
+    recorder.handler = lambda request: ok(mobilenumber="0870000000", optoutreason="asked")
 
-    answer = sendmode.opt_out("0870000000", optoutreason="asked", returnedresponse="STOP")
+    answer = sendmode.opt_out("0870000000", optoutresponse="STOP", returnedresponse="Bye")
 
-    assert answer.ok and answer.message is not None and answer.message.mobilenumber == "0870000000"
+    assert answer.ok and answer.mobilenumber == "0870000000" and answer.optoutreason == "asked"
     request = recorder.requests[0]
     assert request.url.path == "/v2/optout"
-    assert json.loads(form_of(request)["message"]) == {
+    assert body_of(request)["message"] == {
         "mobilenumber": "0870000000",
-        "optoutreason": "asked",
-        "returnedresponse": "STOP",
+        "optoutresponse": "STOP",
+        "returnedresponse": "Bye",
     }
 
 

@@ -32,10 +32,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from worker.errors import (
     DeliveryUnknown,
+    InvalidRequest,
     PermanentProviderError,
     ProviderAuthError,
     ProviderError,
@@ -44,6 +45,7 @@ from worker.errors import (
 )
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 #: How much of a provider's error text goes into an error message.
 MAX_DETAIL_CHARS = 200
@@ -155,6 +157,24 @@ def map_http_errors(
         if repeatable or isinstance(exc, _NOT_SENT):
             raise ProviderUnavailable(provider, detail) from None
         raise DeliveryUnknown(provider, f"{detail}; the request may have reached the provider") from None
+
+
+def invalid_request(exc: ValidationError, prefix: str = "") -> InvalidRequest:
+    """The InvalidRequest for the first problem pydantic found: the dotted wire name and the rule."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in error["loc"])
+    field = ".".join(part for part in (prefix, where) if part) or prefix or "request"
+    return InvalidRequest(field, str(error["msg"]).removeprefix("Value error, "))
+
+
+def checked(model: type[M], value: M | dict[str, Any], prefix: str = "") -> M:
+    """`value` validated afresh as `model` (a model built with `model_construct` or changed after
+    construction is checked again); a bad value raises InvalidRequest before any request is made."""
+    data = value.model_dump(by_alias=True, exclude_none=True) if isinstance(value, BaseModel) else value
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_request(exc, prefix) from None
 
 
 def read_body(

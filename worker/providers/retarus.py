@@ -16,6 +16,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from models.retarus import (
+    MAX_LISTING_LIMIT,
     MAX_LISTING_WINDOW_DAYS,
     JobListEntry,
     JobReport,
@@ -24,8 +25,16 @@ from models.retarus import (
     RecipientReport,
     VersionInfo,
 )
-from worker.errors import DuplicateJob, PermanentProviderError
-from worker.providers.base import map_http_errors, provider_message, raise_for_status, read_body, safe_url
+from worker.errors import DuplicateJob, InvalidRequest, PermanentProviderError
+from worker.providers.base import (
+    checked,
+    map_http_errors,
+    provider_message,
+    raise_for_status,
+    read_body,
+    safe_url,
+    unreadable,
+)
 
 _JOB_RESPONSE = TypeAdapter(JobResponse)
 _JOB_REPORT = TypeAdapter(JobReport)
@@ -40,9 +49,9 @@ LISTING_WINDOW = timedelta(days=MAX_LISTING_WINDOW_DAYS)
 def listing_windows(from_ts: datetime, to_ts: datetime) -> list[tuple[datetime, datetime]]:
     """Split [from_ts, to_ts] into contiguous windows of at most 30 days (each starts where one ends)."""
     if from_ts.tzinfo is None or to_ts.tzinfo is None:
-        raise ValueError("from_ts and to_ts must be timezone-aware")
+        raise InvalidRequest("fromTs" if from_ts.tzinfo is None else "toTs", "must be timezone-aware")
     if to_ts < from_ts:
-        raise ValueError("to_ts must not be before from_ts")
+        raise InvalidRequest("toTs", "must not be before fromTs")
     windows = []
     start = from_ts
     while True:
@@ -82,15 +91,20 @@ class RetarusClient:
 
         Raises DuplicateJob on 409 (duplicateDetection: an equal job was accepted in the last 10 minutes),
         PermanentProviderError on 400/422 and other refusals, DeliveryUnknown when the request may have
-        arrived but no readable answer came back.
+        arrived but no readable answer (or no jobId) came back. The job is validated again first
+        (validityMin 0 or 5..2880, maxParts 1..20, src, billcode, 3000 recipients, ...): a bad value
+        raises InvalidRequest naming the field, and nothing is sent.
         """
-        body = job.model_dump(mode="json", exclude_none=True)
+        body = checked(JobRequest, job).model_dump(mode="json", exclude_none=True)
         with map_http_errors(self.name, repeatable=False):
             response = self._http.post(f"{self.base_urls[0]}/jobs", json=body)
         if response.status_code == 409:
             raise DuplicateJob(self.name, f"duplicate job refused: {provider_message(response)}", 409)
         raise_for_status(response, self.name)
-        return read_body(response, _JOB_RESPONSE, self.name, repeatable=False).job_id
+        job_id = read_body(response, _JOB_RESPONSE, self.name, repeatable=False).job_id
+        if not job_id:
+            raise unreadable(response, self.name, "no jobId in the answer", repeatable=False)
+        return job_id
 
     # --- lookups ------------------------------------------------------------------------------------
 
@@ -115,9 +129,11 @@ class RetarusClient:
 
         `open=True` asks for unfinished jobs only. Ranges over 30 days are split into windows; every
         window is read page by page (offset/limit) until a page comes back shorter than `page_size`.
+        `jobIdsOnly=true` is always sent (the only value the API supports); `page_size` is the `limit`,
+        1..1000 (InvalidRequest otherwise, before any call).
         """
-        if page_size < 1:
-            raise ValueError("page_size must be >= 1")
+        if not 1 <= page_size <= MAX_LISTING_LIMIT:
+            raise InvalidRequest("limit", f"page_size must be 1..{MAX_LISTING_LIMIT}, got {page_size}")
         windows = listing_windows(from_ts, to_ts)
         seen: dict[str, None] = {}
         for base_url in self.base_urls:
@@ -151,11 +167,12 @@ class RetarusClient:
             if response.status_code == 404:  # this data center has nothing for us
                 return
             raise_for_status(response, self.name)
-            page = [entry.job_id for entry in read_body(response, _JOB_LIST, self.name, repeatable=True)]
+            entries = read_body(response, _JOB_LIST, self.name, repeatable=True)
+            page = [entry.job_id for entry in entries if entry.job_id]
             seen.update(dict.fromkeys(page))
             # A page shorter than the limit is the last. The same page twice means the provider
             # ignores offset, and asking again would loop forever.
-            if len(page) < page_size or page == previous:
+            if len(entries) < page_size or page == previous:
                 return
             previous = page
             offset += len(page)

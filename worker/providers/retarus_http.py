@@ -1,9 +1,12 @@
 """Client of the legacy Retarus HTTP Simple interface (PROVIDERS.md section 2): one recipient per call.
 
-The credentials travel as the `user`/`pass` parameters of every call: a form body for POST /sms,
-the query string for GET /reports. The password therefore sits in a URL; it is masked in every
-error message and in httpx's request log (`install_log_redaction`), and never appears in a repr.
-The wire assumptions of this API live in `models.retarus_http`.
+Every parameter travels in the query string, the credentials `user`/`pass` included (seed 002; no
+request body is sent). The password therefore sits in a URL; it is masked in every error message and
+in httpx's request log (`install_log_redaction`), and never appears in a repr. Parameters are checked
+before the call (`qos` normal|express sent lowercase, `bc` <= 70, `ref` <= 192 US-ASCII or 70, `src`):
+a bad one raises InvalidRequest and nothing is sent. GET /reports answers an unknown job with 400 (the
+sandbox) or 404 (older servers); both are PermanentProviderError. The wire rules and the remaining
+assumptions of this API live in `models.retarus_http`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,15 @@ import httpx
 from pydantic import SecretStr
 
 from models.enums import Qos
-from models.retarus_http import SEND_SUCCESS_STATUSES, HttpSimpleReport, HttpSimpleSend
-from worker.providers.base import install_log_redaction, map_http_errors, raise_for_status, unreadable
+from models.retarus_http import SEND_SUCCESS_STATUSES, HttpSimpleQos, HttpSimpleReport, HttpSimpleSend
+from worker.errors import InvalidRequest
+from worker.providers.base import (
+    checked,
+    install_log_redaction,
+    map_http_errors,
+    raise_for_status,
+    unreadable,
+)
 
 #: A plausible job id: one printable token (Retarus ids look like J.20221116-102407.583-0lajfsfm...).
 _JOB_ID = re.compile(r"[\x21-\x7e]{1,128}")
@@ -58,8 +68,8 @@ class RetarusHttpClient:
     def _secrets(self) -> tuple[str, ...]:
         return (self._password.get_secret_value(),)
 
-    def _credentials(self) -> dict[str, str]:
-        return {"user": self.username, "pass": self._password.get_secret_value()}
+    def _credentials(self) -> list[tuple[str, str]]:
+        return [("user", self.username), ("pass", self._password.get_secret_value())]
 
     def send(
         self,
@@ -69,20 +79,22 @@ class RetarusHttpClient:
         src: str | None = None,
         bc: str | None = None,
         dn: bool | None = None,
-        qos: Qos | str | None = None,
+        qos: HttpSimpleQos | Qos | str | None = None,
         ref: str | None = None,
     ) -> str:
-        """POST /sms for one recipient; returns the job id from the text/plain answer."""
-        request = HttpSimpleSend(
-            dst=dst, msg=msg, src=src, bc=bc, dn=dn, qos=Qos(qos) if qos is not None else None, ref=ref
-        )
+        """POST /sms for one recipient; returns the job id from the text/plain answer.
+
+        `qos` may be given REST-style (`EXPRESS`/`NORMAL`, models.enums.Qos): it is sent lowercase.
+        """
+        values = {"dst": dst, "msg": msg, "src": src, "bc": bc, "dn": dn, "qos": qos, "ref": ref}
+        request = checked(HttpSimpleSend, {key: value for key, value in values.items() if value is not None})
         return self.send_request(request)
 
     def send_request(self, request: HttpSimpleSend) -> str:
-        """POST /sms with a prepared parameter set; returns the job id."""
-        form = {**self._credentials(), **request.form_params()}
+        """POST /sms with a prepared parameter set, all in the query string; returns the job id."""
+        params = [*self._credentials(), *checked(HttpSimpleSend, request).query_params()]
         with map_http_errors(self.name, repeatable=False, secrets=self._secrets):
-            response = self._http.post(f"{self.base_url}/sms", data=form)
+            response = self._http.post(f"{self.base_url}/sms", params=tuple(params))
         raise_for_status(response, self.name, secrets=self._secrets)
         job_id = response.text.strip()
         if response.status_code not in SEND_SUCCESS_STATUSES or not _JOB_ID.fullmatch(job_id):
@@ -97,9 +109,11 @@ class RetarusHttpClient:
 
     def report(self, job_id: str) -> HttpSimpleReport:
         """GET /reports?jobid=: the job's processStatus/status pair."""
-        params = {"jobid": job_id, **self._credentials()}
+        if not _JOB_ID.fullmatch(job_id):
+            raise InvalidRequest("jobid", "must be one printable word (the id POST /sms returned)")
+        params = [("jobid", job_id), *self._credentials()]
         with map_http_errors(self.name, repeatable=True, secrets=self._secrets):
-            response = self._http.get(f"{self.base_url}/reports", params=params)
+            response = self._http.get(f"{self.base_url}/reports", params=tuple(params))
         raise_for_status(response, self.name, secrets=self._secrets)
         try:
             return HttpSimpleReport.parse(response.text)

@@ -3,8 +3,10 @@
 Sendmode answers HTTP 200 and puts success or failure in the body (`statusCode` 0 = OK). A non-zero
 code becomes the error class its entry in `models.sendmode.SENDMODE_ERROR_CODES` names, with a detail
 like "INVALID_MOBILE_NUMBER (11): <the body's error text>". The access key goes in the raw
-`Authorization` header of each request (no scheme prefix); request objects travel as a JSON string
-in one form field, as the official samples do.
+`Authorization` header of each request (no scheme prefix). Requests are JSON bodies with
+`Content-Type: application/json` (seed 001): `{"message": {...}}` for send and opt-out,
+`{"group": ..., "importdata": {...}}` for import. Every request is validated before it is sent: a bad
+value raises InvalidRequest naming the field (`message.recipients`, `group`, ...), and nothing is sent.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from models.sendmode import (
     error_code,
 )
 from worker.errors import (
+    InvalidRequest,
     PermanentProviderError,
     ProviderAuthError,
     ProviderError,
@@ -36,6 +39,7 @@ from worker.errors import (
 )
 from worker.providers.base import (
     MAX_DETAIL_CHARS,
+    checked,
     map_http_errors,
     raise_for_status,
     read_body,
@@ -92,18 +96,19 @@ class SendmodeClient:
 
     def send(self, message: SendmodeMessage) -> SendmodeSendResponse:
         """POST /send. Acceptance is final: Sendmode v2 has no status API and returns no message id."""
-        response = self._call("POST", "/send", {"message": message.to_wire()}, repeatable=False)
+        wire = checked(SendmodeMessage, message, "message").to_wire()
+        response = self._call("POST", "/send", {"message": wire}, repeatable=False)
         return self._read(response, SendmodeSendResponse, repeatable=False)
 
-    def import_customer(self, data: ImportData, group: str | None = None) -> ImportResponse:
-        """POST /import: add or update one customer, in `group` (created if missing) when given.
+    def import_customer(self, data: ImportData, group: str) -> ImportResponse:
+        """POST /import: add or update one customer in `group` (required, seed 001; created if missing).
 
         Treated as repeatable: importing the same customer twice leaves the same record.
         """
-        form = {"importdata": data.to_wire()}
-        if group is not None:
-            form["group"] = group
-        response = self._call("POST", "/import", form, repeatable=True)
+        if not isinstance(group, str) or not group.strip():
+            raise InvalidRequest("group", "is required (the group to add the customer into)")
+        body = {"group": group, "importdata": checked(ImportData, data, "importdata").to_wire()}
+        response = self._call("POST", "/import", body, repeatable=True)
         return self._read(response, ImportResponse, repeatable=True)
 
     def credits(self) -> Decimal:
@@ -117,11 +122,20 @@ class SendmodeClient:
         return balance
 
     def opt_out(
-        self, mobilenumber: str, optoutreason: str | None = None, returnedresponse: str | None = None
+        self, mobilenumber: str, optoutresponse: str | None = None, returnedresponse: str | None = None
     ) -> OptOutResponse:
-        """POST /optout: stop messages to `mobilenumber` (repeatable: opting out twice changes nothing)."""
-        message = OptOut(
-            mobilenumber=mobilenumber, optoutreason=optoutreason, returnedresponse=returnedresponse
+        """POST /optout: stop messages to `mobilenumber` (repeatable: opting out twice changes nothing).
+
+        `optoutresponse` is what the person sent to opt out, `returnedresponse` a custom response for
+        downstream applications (seed 001); the answer's `mobilenumber`/`optoutreason` are top-level.
+        """
+        values = {
+            "mobilenumber": mobilenumber,
+            "optoutresponse": optoutresponse,
+            "returnedresponse": returnedresponse,
+        }
+        message = checked(
+            OptOut, {key: value for key, value in values.items() if value is not None}, "message"
         )
         response = self._call("POST", "/optout", {"message": message.to_wire()}, repeatable=True)
         return self._read(response, OptOutResponse, repeatable=True)
@@ -129,11 +143,13 @@ class SendmodeClient:
     # --- plumbing -----------------------------------------------------------------------------------
 
     def _call(
-        self, method: str, path: str, form: dict[str, str] | None, *, repeatable: bool
+        self, method: str, path: str, body: dict[str, Any] | None, *, repeatable: bool
     ) -> httpx.Response:
-        headers = {"Authorization": self._api_key.get_secret_value()}
+        headers = {"Authorization": self._api_key.get_secret_value(), "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         with map_http_errors(self.name, repeatable=repeatable, secrets=self._secrets):
-            response = self._http.request(method, f"{self.base_url}{path}", data=form, headers=headers)
+            response = self._http.request(method, f"{self.base_url}{path}", json=body, headers=headers)
         if response.status_code == 429 or response.status_code >= 500:
             raise_for_status(response, self.name, secrets=self._secrets)
         # Sendmode's own status beats the HTTP one (a refused key may come with 401 and statusCode 14).
