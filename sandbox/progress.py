@@ -8,10 +8,15 @@ job without a thread. Per recipient:
 2. OPEN while the due moment lies inside one of its effective blackout periods (recipient-level periods
    replace the job's; a period shorter than one hour counts as one hour from its start); it moves to the
    period's end, repeatedly while it lands in another period.
-3. OPEN for `accept_s`, then RUNNING (sentTs) for `deliver_s`, then its outcome (scenarios.py).
+3. OPEN for `accept_s`: then the send attempt. An SMS that is sent gets its sentTs then; with a delivery
+   notification it is RUNNING for `deliver_s` before its outcome, without one it is DONE SUC_ACC at once
+   (RUNNING is a statusRequested=True row). Outcomes reached without sending (INVALID_DST, CON_ERR, ...)
+   are final at the attempt, without sentTs. A retrying recipient (...0017) shows OPEN with a status from
+   the attempt until its validity ends (scenarios.py).
 4. Validity (`validityMin`, 0 meaning 2880) runs from the moment the recipient is due. If it ends before
-   the recipient was sent, the recipient becomes DONE TIMEOUT without sentTs; if it ends while RUNNING, DONE
-   TIMEOUT "Sent, but validity period exceeded". Magic number ...0004 stays RUNNING forever.
+   the send attempt, the recipient becomes CANCELED with an empty status, without sentTs (never TIMEOUT,
+   which means "sent"); if it ends while RUNNING, DONE TIMEOUT "Sent, but validity period exceeded".
+   Magic number ...0004 stays RUNNING forever.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from datetime import datetime, timedelta
 
 from models.enums import ProcessStatus
 from models.intervals import Interval
-from sandbox.scenarios import TIMEOUT, TIMEOUT_NOT_SENT, Scenario
+from sandbox.scenarios import EXPIRED_BEFORE_SENDING, TIMEOUT, Scenario
 
 #: Retarus rule: blackout periods under one hour are expanded to one hour from their start.
 MIN_BLACKOUT = timedelta(hours=1)
@@ -54,6 +59,9 @@ class Timeline:
     sent: datetime | None
     finished: datetime | None
     end: Scenario
+    #: The send attempt, and the status shown while OPEN from then on (None: an empty status).
+    attempt: datetime | None = None
+    retry_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,19 +106,26 @@ def plan(
     timing: Timing,
     outcome: Scenario,
 ) -> Timeline:
-    """The whole future of one recipient, from its windows and the outcome its number asks for."""
+    """The whole future of one recipient, from its windows and the outcome its number asks for
+    (`outcome_for` has already applied the delivery-notification rule)."""
     due = validity_start(receipt, job_period)
     sendable = first_free_moment(due, blackouts)
-    sent = sendable + timedelta(seconds=timing.accept_s)
-    done = sent + timedelta(seconds=timing.deliver_s)
+    attempt = sendable + timedelta(seconds=timing.accept_s)
     validity_end = due + timedelta(minutes=validity_min or DEFAULT_VALIDITY_MIN)
-    if validity_end <= sent:
-        return Timeline(due, sendable, None, validity_end, TIMEOUT_NOT_SENT)
+    if validity_end <= attempt:
+        return Timeline(due, sendable, None, validity_end, EXPIRED_BEFORE_SENDING)
+    if outcome.retry_status is not None:
+        return Timeline(due, sendable, None, validity_end, outcome, attempt, outcome.retry_status)
+    if not outcome.sent:
+        return Timeline(due, sendable, None, attempt, outcome, attempt)
+    if outcome.notification is not True:  # sent without a delivery notification: final at once
+        return Timeline(due, sendable, attempt, attempt, outcome, attempt)
     if not outcome.final:
-        return Timeline(due, sendable, sent, None, outcome)
+        return Timeline(due, sendable, attempt, None, outcome, attempt)
+    done = attempt + timedelta(seconds=timing.deliver_s)
     if validity_end < done:
-        return Timeline(due, sendable, sent, validity_end, TIMEOUT)
-    return Timeline(due, sendable, sent, done, outcome)
+        return Timeline(due, sendable, attempt, validity_end, TIMEOUT, attempt)
+    return Timeline(due, sendable, attempt, done, outcome, attempt)
 
 
 def status_at(timeline: Timeline, now: datetime) -> RecipientStatus:
@@ -123,4 +138,6 @@ def status_at(timeline: Timeline, now: datetime) -> RecipientStatus:
     if timeline.sent is not None and now >= timeline.sent:
         reason = None if timeline.end.final else timeline.end.reason
         return RecipientStatus(ProcessStatus.RUNNING, None, reason, timeline.sent, None)
+    if timeline.retry_status is not None and timeline.attempt is not None and now >= timeline.attempt:
+        return RecipientStatus(ProcessStatus.OPEN, timeline.retry_status, "Retrying", None, None)
     return RecipientStatus(ProcessStatus.OPEN, None, None, None, None)

@@ -9,7 +9,12 @@ Retarus client to try its next data center. So a client configured with
 
 Errors: `{"code": <status>, "message": "<text>"}` (ASSUMPTION, PROVIDERS.md 1.7). Basic auth; 401 for
 missing or wrong credentials. `GET /version` needs no credentials and is not rate limited.
-ASSUMPTION: `GET /jobs` with `jobIdsOnly=false` answers full JobReports; a job's `qos` defaults to NORMAL.
+
+Strictness (PROVIDERS.md 1.3, 1.7): `GET /jobs` needs `jobIdsOnly=true` (400 when missing or anything
+else), `limit` 0..1000 (0 answers an empty list), `offset` >= 0, fromTs..toTs at most 30 days; `GET /sms`
+needs a `jobId` matching `J.` and 18..38 more characters (400 otherwise). Every unknown or wrongly cased key, in a query
+string or anywhere in a JobRequest body, gets 400 naming the key. ASSUMPTION: a job's `qos` defaults to
+NORMAL.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -29,13 +35,19 @@ from sandbox.config import SandboxConfig
 from sandbox.jobs import RetarusJob, RetarusRecipient, new_id
 from sandbox.pipeline import Api, Call, endpoint
 from sandbox.progress import DEFAULT_VALIDITY_MIN, effective_blackouts, plan
-from sandbox.retarus_request import BadRequest, JobSpec, parse_job_request
+from sandbox.retarus_request import BadRequest, JobSpec, check_keys, parse_job_request
 from sandbox.scenarios import outcome_for
 from sandbox.state import PRIMARY_DATACENTER, SandboxState
 
 #: GET /jobs: the largest fromTs..toTs interval, and the default page size.
 MAX_LISTING_SPAN = timedelta(days=30)
 DEFAULT_LISTING_LIMIT = 100
+MAX_LISTING_LIMIT = 1000
+#: The query keys each GET accepts.
+LISTING_KEYS = frozenset({"jobIdsOnly", "fromTs", "toTs", "open", "offset", "limit"})
+SMS_KEYS = frozenset({"jobId"})
+#: GET /sms `jobId` (PROVIDERS.md 1.3), matched against the whole value.
+JOB_ID_PATTERN = re.compile(r"J\..{18,38}")
 #: GET /version body: the SOAP getVersionInfo fields (PROVIDERS.md 1.7).
 VERSION_INFO = {
     "buildNumber": 1,
@@ -43,6 +55,7 @@ VERSION_INFO = {
     "majorVersion": 2030,
     "minorVersion": 1,
     "versionInfo": "smsq sandbox (Retarus SMS4A REST v1 simulator)",
+    "message": "OK",
 }
 
 
@@ -143,11 +156,13 @@ def routes(datacenter: str) -> list[BaseRoute]:
         now = call.state.now()
         jobs = [job for job in call.state.jobs(datacenter) if query.selects(job, now)]
         page = jobs[query.offset : query.offset + query.limit]
-        if query.job_ids_only:
-            return JSONResponse([{"jobId": job.job_id} for job in page])
-        return JSONResponse([job.report(now) for job in page])
+        return JSONResponse([{"jobId": job.job_id} for job in page])
 
     async def get_job(request: Request, call: Call) -> Response:
+        try:
+            check_keys(dict(request.query_params), frozenset(), "query")
+        except BadRequest as exc:
+            return RETARUS.error(exc.status, exc.message)
         job_id = request.path_params["jobId"]
         call.concerns(job_id)
         job = call.state.job(datacenter, job_id)
@@ -156,9 +171,15 @@ def routes(datacenter: str) -> list[BaseRoute]:
         return JSONResponse(job.report(call.state.now()))
 
     async def recipient_reports(request: Request, call: Call) -> Response:
+        try:
+            check_keys(dict(request.query_params), SMS_KEYS, "query")
+        except BadRequest as exc:
+            return RETARUS.error(exc.status, exc.message)
         job_id = request.query_params.get("jobId")
         if not job_id:
             return RETARUS.error(400, "jobId is required")
+        if not JOB_ID_PATTERN.fullmatch(job_id):
+            return RETARUS.error(400, "jobId is malformed (J.<18..38 characters>)")
         call.concerns(job_id)
         job = call.state.job(datacenter, job_id)
         if job is None:
@@ -167,6 +188,10 @@ def routes(datacenter: str) -> list[BaseRoute]:
         return JSONResponse([recipient.report(now) for recipient in job.recipients])
 
     async def version(request: Request, call: Call) -> Response:
+        try:
+            check_keys(dict(request.query_params), frozenset(), "query")
+        except BadRequest as exc:
+            return RETARUS.error(exc.status, exc.message)
         return JSONResponse(VERSION_INFO)
 
     return [
@@ -189,12 +214,18 @@ class _ListingQuery:
     """GET /jobs query parameters, validated."""
 
     def __init__(self, query: Mapping[str, str]) -> None:
-        self.job_ids_only = _query_bool(query, "jobIdsOnly", True)
+        check_keys(dict(query), LISTING_KEYS, "query")
+        if query.get("jobIdsOnly") is None:
+            raise BadRequest("jobIdsOnly is required (only 'true' is supported)")
+        if _query_bool(query, "jobIdsOnly", None) is not True:
+            raise BadRequest("jobIdsOnly: only 'true' is supported")
         self.open = _query_bool(query, "open", None)
         self.from_ts = _query_ts(query, "fromTs")
         self.to_ts = _query_ts(query, "toTs")
         self.offset = _query_int(query, "offset", 0, minimum=0)
-        self.limit = _query_int(query, "limit", DEFAULT_LISTING_LIMIT, minimum=1)
+        self.limit = _query_int(query, "limit", DEFAULT_LISTING_LIMIT, minimum=0)
+        if self.limit > MAX_LISTING_LIMIT:
+            raise BadRequest(f"limit must be between 0 and {MAX_LISTING_LIMIT}")
         if self.from_ts is not None and self.to_ts is not None:
             if self.from_ts > self.to_ts:
                 raise BadRequest("fromTs must not be after toTs")

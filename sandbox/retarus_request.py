@@ -1,14 +1,14 @@
 """Validation of a Retarus REST v1 JobRequest (PROVIDERS.md 1.4), done by the sandbox itself.
 
 `parse_job_request(body)` returns a `JobSpec` or raises `BadRequest` carrying the HTTP status the
-contract gives: 400 for malformed or out-of-contract requests (including more than 3000 recipients and
-invalid blackoutPeriods), 422 for non-GSM-7 text under `invalidCharacters=REFUSE`. validityMin and
-maxParts out of range are clamped, as the contract says, not refused.
+contract gives: 400 for malformed or out-of-contract requests (including more than 3000 recipients,
+invalid blackoutPeriods, and any unknown or wrongly cased key such as `status_requested`, named in the
+message), 422 for non-GSM-7 text under `invalidCharacters=REFUSE`. validityMin and maxParts out of range
+are clamped (the older doc; PROVIDERS.md 1.4 lets a simulator clamp or refuse, and no client relies on it).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from models.enums import Encoding, InvalidCharacters, Qos
 from models.intervals import Interval, parse_datetime, parse_interval
+from models.retarus import SRC_PATTERN
 from models.segments import is_gsm7
 
 #: "Requests which result in more than 3.000 SMS ... will be rejected" (ASSUMPTION: with 400).
@@ -23,8 +24,16 @@ MAX_RECIPIENTS = 3000
 MAX_BILLCODE_CHARS = 70
 VALIDITY_MIN_RANGE = (5, 2880)
 MAX_PARTS_RANGE = (1, 20)
-#: Sender ID: up to 20 digits with an optional `+`, or up to 11 of letters, digits, space and punctuation.
-SRC_PATTERN = re.compile(r"\+?[0-9]{1,20}|[a-zA-Z0-9 !\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,11}")
+#: The keys each object of a JobRequest may carry (PROVIDERS.md 1.4); any other key is refused.
+JOB_KEYS = frozenset({"messages", "options"})
+MESSAGE_KEYS = frozenset({"text", "recipients"})
+RECIPIENT_KEYS = frozenset({"dst", "customerRef", "blackoutPeriods"})
+OPTION_KEYS = frozenset(
+    {
+        "src", "encoding", "billcode", "statusRequested", "flash", "customerRef", "validityMin",
+        "maxParts", "invalidCharacters", "qos", "jobPeriod", "duplicateDetection", "blackoutPeriods",
+    }
+)  # fmt: skip
 
 _E = TypeVar("_E", bound=StrEnum)
 _D = TypeVar("_D")
@@ -88,12 +97,26 @@ def clamp_max_parts(value: int) -> int:
     return min(max(value, low), high)
 
 
+def check_keys(keys: object, allowed: frozenset[str], where: str) -> None:
+    """Refuse the first key not in `allowed`, naming it (and the right spelling when only the case or
+    underscores differ, e.g. `status_requested` -> `statusRequested`)."""
+    for key in keys if isinstance(keys, dict | list | tuple | set | frozenset) else ():
+        if key in allowed:
+            continue
+        name = f"{where}.{key}" if where else str(key)
+        folded = str(key).replace("_", "").replace("-", "").lower()
+        hint = next((f" (did you mean {ok!r}?)" for ok in sorted(allowed) if ok.lower() == folded), "")
+        raise BadRequest(f"Unknown key {name!r}{hint}")
+
+
 def parse_job_request(body: object) -> JobSpec:
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
+    check_keys(body, JOB_KEYS, "")
     raw_options = body.get("options") or {}
     if not isinstance(raw_options, dict):
         raise BadRequest("options must be an object")
+    check_keys(raw_options, OPTION_KEYS, "options")
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise BadRequest("messages is required and must hold at least one message")
@@ -112,6 +135,7 @@ def _parse_message(raw: object, index: int) -> MessageSpec:
     where = f"messages[{index}]"
     if not isinstance(raw, dict):
         raise BadRequest(f"{where} must be an object")
+    check_keys(raw, MESSAGE_KEYS, where)
     text = raw.get("text")
     if not isinstance(text, str) or not text.strip():
         raise BadRequest(f"{where}.text is required and must not be empty")
@@ -126,6 +150,7 @@ def _parse_message(raw: object, index: int) -> MessageSpec:
 def _parse_recipient(raw: object, where: str) -> RecipientSpec:
     if not isinstance(raw, dict):
         raise BadRequest(f"{where} must be an object")
+    check_keys(raw, RECIPIENT_KEYS, where)
     dst = raw.get("dst")
     if not isinstance(dst, str) or not dst.strip():
         raise BadRequest(f"{where}.dst is required")

@@ -3,8 +3,16 @@
 Auth: the raw key in `Authorization: <key>`, or the `access_key` query parameter. Sendmode answers
 errors in the body with HTTP 200: `{"status": "<NAME>", "statusCode": <n>, "error": "<text>"}`; only the
 sandbox's own rate limit (429 with Retry-After) and injected failures (5xx) use other HTTP statuses.
-`message` / `importdata` may be a form field holding a JSON string (the official samples) or a member of
-a JSON body, as an object or a JSON string (the Power Platform connector).
+Clients send JSON bodies (`Content-Type: application/json`, seed 001): `{"message": {...}}` for send and
+opt-out, `{"group": ..., "importdata": {...}}` for import. The older form encoding of the official samples
+(a form field holding a JSON string) is still accepted and answered the same way.
+
+Strictness: an unknown or wrongly cased key (in the body, inside `message` / `importdata`, or in the query
+string, where only `access_key` is known) gets INVALID_PARAMETER / 18 naming the key; Sendmode reports
+every refusal in the body with HTTP 200, so this is its form of a 400. `/v2/import` without `group` gets
+EXPECTED_PARAMETER_MISSING / 195. Opt-out takes `mobilenumber`, `optoutresponse`, `returnedresponse`
+(no length limit) and answers every field at the top level: `status`, `statusCode`, `acceptedDateTime`,
+`mobilenumber`, `optoutreason` (ASSUMPTION: the sandbox echoes `optoutresponse` as `optoutreason`).
 
 Credits: each accepted recipient costs the text's parts (GSM-7 160/153, otherwise UCS-2 70/67). Opted-out
 recipients are accepted but neither delivered nor charged; the sandbox records them as suppressed.
@@ -28,9 +36,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from models.enums import Encoding, InvalidCharacters
 from models.segments import segments_for
 from sandbox.config import SandboxConfig
-from sandbox.forms import FormError, request_params
+from sandbox.forms import FormError, parse_form, request_params
 from sandbox.jobs import SendmodeMessage, SendmodeRecipient, new_id
 from sandbox.pipeline import Api, Call, Handler, endpoint
+from sandbox.retarus_request import BadRequest, check_keys
 
 #: Sendmode's application status codes (PROVIDERS.md 3.4, plus the two ASSUMPTIONs above).
 STATUS_CODES: dict[str, int] = {
@@ -50,7 +59,13 @@ MOBILE_NUMBER = re.compile(r"\+?[0-9]{7,15}")
 NUMERIC_SENDER = re.compile(r"\+?[0-9]+")
 ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 ]{1,11}")
 MAX_NUMERIC_SENDER_DIGITS = 20
-MAX_OPTOUT_REASON_CHARS = 50
+#: The keys each request object may carry; anything else is INVALID_PARAMETER naming it.
+QUERY_KEYS = frozenset({"access_key"})
+SEND_BODY_KEYS = frozenset({"message"})
+IMPORT_BODY_KEYS = frozenset({"group", "importdata"})
+OPTOUT_BODY_KEYS = frozenset({"message"})
+MESSAGE_KEYS = frozenset({"messagetext", "recipients", "senderid", "customerid", "scheduledate"})
+OPTOUT_KEYS = frozenset({"mobilenumber", "optoutresponse", "returnedresponse"})
 SCHEDULE_STEP = timedelta(minutes=15)
 CONTACT_FIELDS = (
     "mobilenumber", "firstname", "surname", "address", "town", "county",
@@ -92,6 +107,32 @@ SENDMODE = SendmodeApi()
 def _ok(call: Call, **fields: object) -> JSONResponse:
     accepted = call.state.now().isoformat()
     return JSONResponse({"status": "OK", "statusCode": 0, "acceptedDateTime": accepted, **fields})
+
+
+def _unknown_keys(keys: object, allowed: frozenset[str], where: str) -> None:
+    try:
+        check_keys(keys, allowed, where)
+    except BadRequest as exc:
+        raise Refused("INVALID_PARAMETER", exc.message) from None
+
+
+async def _check_keys(request: Request, allowed: frozenset[str]) -> None:
+    """Refuse unknown query keys and unknown top-level body keys (JSON members or form fields)."""
+    _unknown_keys(dict(request.query_params), QUERY_KEYS, "query")
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise Refused("INVALID_PARAMETER", "Request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise Refused("INVALID_PARAMETER", "Request body must be a JSON object")
+        _unknown_keys(body, allowed, "")
+    else:
+        try:
+            form = parse_form(request.headers.get("content-type", ""), await request.body())
+        except FormError:
+            raise Refused("INVALID_PARAMETER", "Form body cannot be read") from None
+        _unknown_keys(form, allowed, "")
 
 
 async def _field(request: Request, name: str) -> object:
@@ -179,7 +220,9 @@ def _check_sender(senderid: str) -> None:
 
 
 async def send(request: Request, call: Call) -> Response:
+    await _check_keys(request, SEND_BODY_KEYS)
     message = await _object_field(request, "message")
+    _unknown_keys(message, MESSAGE_KEYS, "message")
     text, recipients = message.get("messagetext"), message.get("recipients")
     if text is None or recipients is None or recipients == []:
         raise _missing("message")
@@ -229,7 +272,9 @@ async def send(request: Request, call: Call) -> Response:
 
 
 async def import_contact(request: Request, call: Call) -> Response:
+    await _check_keys(request, IMPORT_BODY_KEYS)
     data = await _object_field(request, "importdata")
+    _unknown_keys(data, frozenset(CONTACT_FIELDS), "importdata")
     if data.get("mobilenumber") in (None, ""):
         raise _missing("importdata")
     contact: dict[str, object] = {"mobilenumber": _mobile_number(data["mobilenumber"])}
@@ -241,32 +286,33 @@ async def import_contact(request: Request, call: Call) -> Response:
             datetime.strptime(birthday, "%d/%m/%Y")
         except ValueError:
             raise Refused("INVALID_PARAMETER", "dateofbirth must be dd/mm/yyyy") from None
-    group_value = await _field(request, "group")
-    group = "" if group_value is None else str(group_value)
+    group = await _field(request, "group")
+    if group is None or group == "":
+        raise _missing("group")  # required (seed 001)
+    if not isinstance(group, str):
+        raise Refused("INVALID_PARAMETER", "group must be a string")
     call.state.import_contact(call.credential, group, contact)
-    return _ok(call, group=group or None, importdata=contact)
+    return _ok(call, group=group, importdata=contact)
 
 
 async def credits(request: Request, call: Call) -> Response:
-    balance = call.state.balance(call.credential)
-    return _ok(call, balance=int(balance) if balance.is_integer() else balance)
+    _unknown_keys(dict(request.query_params), QUERY_KEYS, "query")
+    # The seed's answer has no acceptedDateTime: status, statusCode and balance (float) only.
+    return JSONResponse(
+        {"status": "OK", "statusCode": 0, "balance": float(call.state.balance(call.credential))}
+    )
 
 
 async def optout(request: Request, call: Call) -> Response:
+    await _check_keys(request, OPTOUT_BODY_KEYS)
     message = await _object_field(request, "message")
+    _unknown_keys(message, OPTOUT_KEYS, "message")
     if message.get("mobilenumber") in (None, ""):
         raise _missing("message")
     number = _mobile_number(message["mobilenumber"])
-    details = {
-        key: _optional_text(message, key) for key in ("optoutreason", "optoutresponse", "returnedresponse")
-    }
-    reason = details["optoutreason"]
-    if reason is not None and len(reason) > MAX_OPTOUT_REASON_CHARS:
-        raise Refused(
-            "INVALID_PARAMETER", f"optoutreason may have at most {MAX_OPTOUT_REASON_CHARS} characters"
-        )
+    details = {key: _optional_text(message, key) for key in ("optoutresponse", "returnedresponse")}
     call.state.opt_out(call.credential, number, dict(details))
-    return _ok(call, message={"mobilenumber": number, **details})
+    return _ok(call, mobilenumber=number, optoutreason=details["optoutresponse"])
 
 
 def _answering_refusals(handler: Handler) -> Handler:
