@@ -160,7 +160,7 @@ def routes(datacenter: str) -> list[BaseRoute]:
 
     async def get_job(request: Request, call: Call) -> Response:
         try:
-            check_keys(dict(request.query_params), frozenset(), "query")
+            check_keys(dict(request.query_params), frozenset(), "")
         except BadRequest as exc:
             return RETARUS.error(exc.status, exc.message)
         job_id = request.path_params["jobId"]
@@ -172,7 +172,7 @@ def routes(datacenter: str) -> list[BaseRoute]:
 
     async def recipient_reports(request: Request, call: Call) -> Response:
         try:
-            check_keys(dict(request.query_params), SMS_KEYS, "query")
+            check_keys(dict(request.query_params), SMS_KEYS, "")
         except BadRequest as exc:
             return RETARUS.error(exc.status, exc.message)
         job_id = request.query_params.get("jobId")
@@ -189,7 +189,7 @@ def routes(datacenter: str) -> list[BaseRoute]:
 
     async def version(request: Request, call: Call) -> Response:
         try:
-            check_keys(dict(request.query_params), frozenset(), "query")
+            check_keys(dict(request.query_params), frozenset(), "")
         except BadRequest as exc:
             return RETARUS.error(exc.status, exc.message)
         return JSONResponse(VERSION_INFO)
@@ -214,7 +214,7 @@ class _ListingQuery:
     """GET /jobs query parameters, validated."""
 
     def __init__(self, query: Mapping[str, str]) -> None:
-        check_keys(dict(query), LISTING_KEYS, "query")
+        check_keys(dict(query), LISTING_KEYS, "")
         if query.get("jobIdsOnly") is None:
             raise BadRequest("jobIdsOnly is required (only 'true' is supported)")
         if _query_bool(query, "jobIdsOnly", None) is not True:

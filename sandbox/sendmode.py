@@ -118,7 +118,7 @@ def _unknown_keys(keys: object, allowed: frozenset[str], where: str) -> None:
 
 async def _check_keys(request: Request, allowed: frozenset[str]) -> None:
     """Refuse unknown query keys and unknown top-level body keys (JSON members or form fields)."""
-    _unknown_keys(dict(request.query_params), QUERY_KEYS, "query")
+    _unknown_keys(dict(request.query_params), QUERY_KEYS, "")
     if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
         try:
             body = json.loads(await request.body())
@@ -296,7 +296,7 @@ async def import_contact(request: Request, call: Call) -> Response:
 
 
 async def credits(request: Request, call: Call) -> Response:
-    _unknown_keys(dict(request.query_params), QUERY_KEYS, "query")
+    _unknown_keys(dict(request.query_params), QUERY_KEYS, "")
     # The seed's answer has no acceptedDateTime: status, statusCode and balance (float) only.
     return JSONResponse(
         {"status": "OK", "statusCode": 0, "balance": float(call.state.balance(call.credential))}

@@ -207,7 +207,7 @@ def test_retarus_listing_splits_ranges_over_30_days(retarus, state, clock):
 def test_retarus_listing_open_only(retarus, clock):
     t0 = clock.now()
     finished = retarus.send_job(job(NUMBER))
-    never_final = retarus.send_job(job("+4917600000004"))  # RUNNING forever
+    never_final = retarus.send_job(job("+4917600000004", status_requested=True))  # RUNNING forever
     clock.advance(60)
 
     window = {"from_ts": t0 - timedelta(minutes=1), "to_ts": clock.now()}
@@ -417,7 +417,7 @@ def test_http_simple_refusals(make_client, http_simple):
 
     with pytest.raises(PermanentProviderError) as unknown:
         http_simple.report("J.20300301-080000.000-000000000000000000")
-    assert unknown.value.status_code == 404
+    assert unknown.value.status_code == 400  # change list 20: no 404 in seed 002; still permanent
     assert DEFAULT_PASSWORD not in str(unknown.value)
 
     with pytest.raises(ProviderThrottled) as throttled:

@@ -14,6 +14,9 @@ import pytest
 from sandbox.config import api_key_label
 from tests.sandbox.support import AUTH_SIMPLE, KEY, OTHER_PASSWORD, OTHER_USER, START, Sim, one_sms
 
+#: GET /jobs needs jobIdsOnly=true (seed 000).
+IDS = {"jobIdsOnly": "true"}
+
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
     deadline = time.monotonic() + timeout_s
@@ -148,10 +151,10 @@ def test_call_records_carry_times_credential_path_status_and_job_ids(sim: Sim) -
     job_id = client.post("/jobs", json=one_sms()).json()["jobId"]
     client.get(f"/jobs/{job_id}")
     client.get("/sms", params={"jobId": job_id})
-    client.get("/jobs")
+    client.get("/jobs", params=IDS)
     simple_id = sim.simple().post("/sms", data={**AUTH_SIMPLE, "dst": "+4917600000000", "msg": "x"}).text
     sim.simple().get("/reports", params={**AUTH_SIMPLE, "jobid": simple_id})
-    sim.retarus("sandbox-user", "bad").get("/jobs")
+    sim.retarus("sandbox-user", "bad").get("/jobs", params=IDS)
 
     calls = sim.state.calls()
 

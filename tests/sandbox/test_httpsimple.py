@@ -37,18 +37,28 @@ def test_send_answers_201_with_the_job_id_as_text(sim: Sim, how: str) -> None:
 
 
 def test_report_follows_the_recipient_state(sim: Sim) -> None:
-    job_id = _send(sim, "form", {**AUTH, "dst": "+4917600000000", "msg": "hi"}).text
+    job_id = _send(sim, "form", {**AUTH, "dst": "+4917600000000", "msg": "hi", "dn": "true"}).text
+    plain = _send(sim, "form", {**AUTH, "dst": "+4917600000000", "msg": "hi"}).text
 
-    def report() -> str:
-        response = sim.simple().get("/reports", params={**AUTH, "jobid": job_id})
+    def report(job: str) -> str:
+        response = sim.simple().get("/reports", params={**AUTH, "jobid": job})
         assert response.status_code == 200
         return response.text
 
-    assert report() == "OPEN"
+    assert report(job_id) == report(plain) == "OPEN"
     sim.clock.advance(2)
-    assert report() == "RUNNING"
+    assert report(job_id) == "RUNNING"  # dn=true: a delivery notification is awaited
+    assert report(plain) == "DONE SUC_ACC"  # dn=false (the default): no RUNNING, SUC_ACC at once
     sim.clock.advance(3)
-    assert report() == "DONE SUC_ACC"
+    assert report(job_id) == "DONE SUC_FIN"
+
+
+@pytest.mark.parametrize(("dn", "expected"), [("true", "DONE FAILED_FIN"), ("false", "DONE SUC_ACC")])
+def test_dn_decides_failed_fin(sim: Sim, dn: str, expected: str) -> None:
+    # Change list 13 / issue: FAILED_FIN needs a delivery notification; the sandbox no longer ignores dn.
+    job_id = _send(sim, "form", {**AUTH, "dst": "+4917600000002", "msg": "hi", "dn": dn}).text
+    sim.clock.advance(10)
+    assert sim.simple().get("/reports", params={**AUTH, "jobid": job_id}).text == expected
 
 
 def test_optional_parameters_reach_the_job(sim: Sim) -> None:
@@ -121,7 +131,7 @@ def test_unknown_or_missing_job_id_on_reports(sim: Sim) -> None:
         client.get(
             "/reports", params={**AUTH, "jobid": "J.20300101-120000.000-AAAAAAAAAAAAAAAAAA"}
         ).status_code
-        == 404
+        == 400  # seed 002 lists 200/400/401/405/500 only: no 404
     )
     assert client.get("/reports", params=AUTH).status_code == 400
 

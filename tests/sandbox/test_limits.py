@@ -8,10 +8,13 @@ from typing import Any
 from sandbox.limiter import SlidingWindowLimiter, retry_after_header
 from tests.sandbox.support import AUTH_SIMPLE, KEY, OTHER_KEY, OTHER_PASSWORD, OTHER_USER, Sim, one_sms
 
+#: GET /jobs needs jobIdsOnly=true (seed 000).
+IDS = {"jobIdsOnly": "true"}
+
 
 def test_the_101st_call_within_60_seconds_is_429_for_that_credential_only(sim: Sim) -> None:
     client = sim.retarus()
-    statuses = [client.get("/jobs").status_code for _ in range(100)]
+    statuses = [client.get("/jobs", params=IDS).status_code for _ in range(100)]
     assert statuses == [200] * 100
 
     refused = client.post("/jobs", json=one_sms())
@@ -30,9 +33,9 @@ def test_a_smaller_configured_limit_applies_per_credential_across_apis(start_sim
     sim = start_sim(limit_calls=3, limit_period_s=60.0)
     rest, simple = sim.retarus(), sim.simple()
 
-    assert rest.get("/jobs").status_code == 200
+    assert rest.get("/jobs", params=IDS).status_code == 200
     assert simple.post("/sms", data={**AUTH_SIMPLE, "dst": "+4917600000000", "msg": "x"}).status_code == 201
-    assert rest.get("/jobs").status_code == 200
+    assert rest.get("/jobs", params=IDS).status_code == 200
     refused = simple.post("/sms", data={**AUTH_SIMPLE, "dst": "+4917600000000", "msg": "x"})
 
     assert refused.status_code == 429 and refused.headers["Retry-After"].isdigit()

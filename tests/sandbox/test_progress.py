@@ -116,7 +116,9 @@ def test_recipient_blackout_periods_replace_the_jobs(sim: Sim) -> None:
 
 
 @pytest.mark.parametrize("status_requested", [True, False])
-def test_validity_running_out_before_sending_is_canceled_never_timeout(sim: Sim, status_requested: bool) -> None:
+def test_validity_running_out_before_sending_is_canceled_never_timeout(
+    sim: Sim, status_requested: bool
+) -> None:
     # TIMEOUT means "sent, but validity period exceeded" (seed 002): an SMS never sent is not TIMEOUT.
     watch = Watch(
         sim,
@@ -244,7 +246,9 @@ def test_magic_number_0004_never_becomes_final(sim: Sim) -> None:
 
     assert watch.states_at(30 * 24 * 3600) == [RUNNING]
     assert "finishedTs" not in watch.job()
-    assert client.get("/jobs", params={"open": "true", "jobIdsOnly": "true"}).json() == [{"jobId": watch.job_id}]
+    assert client.get("/jobs", params={"open": "true", "jobIdsOnly": "true"}).json() == [
+        {"jobId": watch.job_id}
+    ]
 
 
 def test_a_dst_that_is_no_number_ends_invalid(sim: Sim) -> None:

@@ -14,6 +14,9 @@ from tests.sandbox.support import OTHER_PASSWORD, OTHER_USER, START, Sim, one_sm
 JOB_ID = re.compile(r"J\.20300101-120000\.000-[A-Za-z0-9]{18}")
 SMS_ID = re.compile(r"S\.20300101-120000\.000-[A-Za-z0-9]{18}")
 
+#: GET /jobs needs jobIdsOnly=true (seed 000).
+IDS = {"jobIdsOnly": "true"}
+
 
 def test_send_answers_201_with_a_job_id_stamped_with_sandbox_time(sim: Sim) -> None:
     response = sim.retarus().post("/jobs", json=one_sms())
@@ -190,8 +193,8 @@ def test_each_data_center_only_knows_the_jobs_sent_to_it(sim: Sim) -> None:
     assert primary.get(f"/jobs/{in_dc2}").status_code == 404
     assert primary.get(f"/jobs/{in_primary}").status_code == 200
     assert dc2.get(f"/jobs/{in_dc2}").status_code == 200
-    assert primary.get("/jobs").json() == [{"jobId": in_primary}]
-    assert dc2.get("/jobs").json() == [{"jobId": in_dc2}]
+    assert primary.get("/jobs", params=IDS).json() == [{"jobId": in_primary}]
+    assert dc2.get("/jobs", params=IDS).json() == [{"jobId": in_dc2}]
 
 
 def test_listing_is_in_receipt_order_with_offset_and_limit(start_sim: Any) -> None:
@@ -202,20 +205,20 @@ def test_listing_is_in_receipt_order_with_offset_and_limit(start_sim: Any) -> No
         sent.append(client.post("/jobs", json=one_sms()).json()["jobId"])
         sim.clock.advance(1)
 
-    assert [j["jobId"] for j in client.get("/jobs").json()] == sent[:100]  # default limit 100
-    assert [j["jobId"] for j in client.get("/jobs", params={"offset": 100}).json()] == sent[100:]
+    assert [j["jobId"] for j in client.get("/jobs", params=IDS).json()] == sent[:100]  # default limit 100
+    assert [j["jobId"] for j in client.get("/jobs", params={**IDS, "offset": 100}).json()] == sent[100:]
     page = client.get("/jobs", params={"offset": 3, "limit": 2, "jobIdsOnly": "true"}).json()
     assert page == [{"jobId": sent[3]}, {"jobId": sent[4]}]
 
 
 def test_listing_filters_open_and_finished_jobs(sim: Sim) -> None:
     client = sim.retarus()
-    early = client.post("/jobs", json=one_sms()).json()["jobId"]
+    early = client.post("/jobs", json=one_sms(statusRequested=True)).json()["jobId"]
     sim.clock.advance(3)  # early is RUNNING (accept 2 s), not final
-    late = client.post("/jobs", json=one_sms()).json()["jobId"]
+    late = client.post("/jobs", json=one_sms(statusRequested=True)).json()["jobId"]
 
     def listed(**params: str) -> list[str]:
-        return [j["jobId"] for j in client.get("/jobs", params=params).json()]
+        return [j["jobId"] for j in client.get("/jobs", params={**IDS, **params}).json()]
 
     assert listed(open="true") == [early, late]
     assert listed(open="false") == []
@@ -235,7 +238,9 @@ def test_listing_time_window(sim: Sim) -> None:
     second = client.post("/jobs", json=one_sms()).json()["jobId"]
 
     def listed(from_ts: str, to_ts: str) -> list[str]:
-        return [j["jobId"] for j in client.get("/jobs", params={"fromTs": from_ts, "toTs": to_ts}).json()]
+        return [
+            j["jobId"] for j in client.get("/jobs", params={**IDS, "fromTs": from_ts, "toTs": to_ts}).json()
+        ]
 
     assert listed("2030-01-01T11:00Z", "2030-01-01T12:30Z") == [first]
     assert listed("2030-01-01T14:00+01:00", "2030-01-01T14:30+01:00") == [second]
@@ -249,24 +254,44 @@ def test_listing_time_window(sim: Sim) -> None:
         {"fromTs": "2030-01-02T00:00Z", "toTs": "2030-01-01T00:00Z"},
         {"fromTs": "yesterday"},
         {"open": "maybe"},
-        {"limit": "0"},
+        {"limit": "1001"},
+        {"limit": "-1"},
         {"offset": "-1"},
     ],
 )
 def test_bad_listing_queries_are_400(sim: Sim, params: dict[str, str]) -> None:
-    response = sim.retarus().get("/jobs", params=params)
+    response = sim.retarus().get("/jobs", params={**IDS, **params})
 
     assert response.status_code == 400
     assert response.json()["code"] == 400
 
 
-def test_listing_without_job_ids_only_gives_full_reports(sim: Sim) -> None:
+@pytest.mark.parametrize("params", [{}, {"jobIdsOnly": "false"}, {"jobIdsOnly": "yes"}])
+def test_listing_needs_job_ids_only_true(sim: Sim, params: dict[str, str]) -> None:
+    # Change list 4: jobIdsOnly is required and only `true` is supported (seed 000).
+    response = sim.retarus().get("/jobs", params=params)
+
+    assert response.status_code == 400
+    assert "jobIdsOnly" in response.json()["message"]
+
+
+def test_listing_limit_0_and_1000_are_valid(sim: Sim) -> None:
+    # Change list 5: 0..1000, 0 included.
     client = sim.retarus()
-    job_id = client.post("/jobs", json=one_sms()).json()["jobId"]
+    client.post("/jobs", json=one_sms())
+    assert client.get("/jobs", params={**IDS, "limit": "0"}).json() == []
+    assert len(client.get("/jobs", params={**IDS, "limit": "1000"}).json()) == 1
 
-    [report] = client.get("/jobs", params={"jobIdsOnly": "false"}).json()
 
-    assert report["jobId"] == job_id and report["receiptTs"] == "2030-01-01T12:00:00.000Z"
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [({"jobIdsOnly": "true", "Limit": "5"}, "Limit"), ({"jobIdsOnly": "true", "from_ts": "x"}, "from_ts")],
+)
+def test_unknown_listing_keys_are_400_naming_the_key(sim: Sim, params: dict[str, str], key: str) -> None:
+    response = sim.retarus().get("/jobs", params=params)
+
+    assert response.status_code == 400
+    assert repr(key) in response.json()["message"]
 
 
 def test_duplicate_detection_refuses_an_equal_request_for_ten_minutes(sim: Sim) -> None:

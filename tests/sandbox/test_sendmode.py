@@ -153,7 +153,7 @@ def test_insufficient_credits_refuse_the_send_and_leave_the_balance(sim: Sim) ->
 def test_opted_out_numbers_are_accepted_but_not_delivered_or_charged(sim: Sim) -> None:
     client = sim.sendmode()
     optout = client.post(
-        "/optout", data={"message": json.dumps({"mobilenumber": "0870000005", "optoutreason": "STOP"})}
+        "/optout", data={"message": json.dumps({"mobilenumber": "0870000005", "optoutresponse": "STOP"})}
     )
     assert (optout.json()["status"], optout.json()["statusCode"]) == ("OK", 0)
 
@@ -178,7 +178,11 @@ def test_optout_accepts_a_json_body_and_validates_the_number(sim: Sim) -> None:
     ok = client.post(
         "/optout", json={"message": {"mobilenumber": "+353870000007", "returnedresponse": "bye"}}
     )
-    assert ok.json()["status"] == "OK" and ok.json()["message"]["mobilenumber"] == "+353870000007"
+    # Change list 25: the answer is flat, no `message` object
+    assert ok.json()["status"] == "OK" and ok.json()["mobilenumber"] == "+353870000007"
+    assert "message" not in ok.json() and set(ok.json()) == {
+        "status", "statusCode", "acceptedDateTime", "mobilenumber", "optoutreason",
+    }  # fmt: skip
     assert client.post("/optout", json={"message": {}}).json()["statusCode"] == 195
     assert client.post("/optout", json={"message": {"mobilenumber": "abc"}}).json()["statusCode"] == 11
 
@@ -213,3 +217,69 @@ def test_bad_imports_are_refused(sim: Sim, data: dict[str, Any], code: int) -> N
 
     assert body["statusCode"] == code
     assert sim.state.contacts() == {}
+
+
+def test_optout_takes_optoutresponse_and_refuses_optoutreason(sim: Sim) -> None:
+    # Change list 24: request fields are mobilenumber, optoutresponse, returnedresponse (no length limit).
+    client = sim.sendmode()
+    answer = client.post(
+        "/optout", json={"message": {"mobilenumber": "0870000008", "optoutresponse": "S" * 300}}
+    ).json()
+    assert (answer["statusCode"], answer["optoutreason"]) == (0, "S" * 300)
+    refused = client.post(
+        "/optout", json={"message": {"mobilenumber": "0870000008", "optoutreason": "STOP"}}
+    ).json()
+    assert (refused["status"], refused["statusCode"]) == ("INVALID_PARAMETER", 18)
+    assert "optoutreason" in refused["error"]
+
+
+def test_import_without_group_is_195(sim: Sim) -> None:
+    # Change list 22: group is required.
+    client = sim.sendmode()
+    for body in (
+        {"importdata": {"mobilenumber": "0870000009"}},
+        {"group": "", "importdata": {"mobilenumber": "0870000009"}},
+    ):
+        answer = client.post("/import", json=body).json()
+        assert (answer["status"], answer["statusCode"]) == ("EXPECTED_PARAMETER_MISSING", 195)
+    assert sim.control().get("/contacts").json() == {}
+
+
+@pytest.mark.parametrize("encoding", ["json", "form"])
+def test_json_and_form_bodies_get_the_same_answer(sim: Sim, encoding: str) -> None:
+    # Change list 21: JSON is what clients send; the older form encoding is still answered the same way.
+    message = {"messagetext": "Hi", "recipients": ["0870000010"]}
+    client = sim.sendmode()
+    if encoding == "json":
+        answer = client.post("/send", json={"message": message}).json()
+    else:
+        answer = client.post("/send", data={"message": json.dumps(message)}).json()
+    assert (answer["status"], answer["statusCode"], answer["message"]["recipients"]) == (
+        "OK",
+        0,
+        ["0870000010"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "key"),
+    [
+        (
+            "/send",
+            {"message": {"messagetext": "Hi", "recipients": ["0870000010"], "senderID": "x"}},
+            "senderID",
+        ),
+        ("/send", {"message": {"messagetext": "Hi", "recipients": ["0870000010"]}, "Message": {}}, "Message"),
+        (
+            "/import",
+            {"group": "g", "importdata": {"mobilenumber": "0870000010", "first_name": "A"}},
+            "first_name",
+        ),
+    ],
+)
+def test_unknown_or_wrongly_cased_keys_are_refused_naming_the_key(
+    sim: Sim, path: str, body: dict, key: str
+) -> None:
+    answer = sim.sendmode().post(path, json=body).json()
+    assert (answer["status"], answer["statusCode"]) == ("INVALID_PARAMETER", 18)
+    assert repr(key) in answer["error"] or key in answer["error"]

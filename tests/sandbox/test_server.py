@@ -23,6 +23,9 @@ from sandbox.state import SandboxState
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: GET /jobs needs jobIdsOnly=true (seed 000).
+IDS = {"jobIdsOnly": "true"}
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -68,7 +71,7 @@ def test_python_m_sandbox_serves_with_env_credentials_its_limit_and_speed(sandbo
     job_id = alice.post("/jobs", json=body).json()["jobId"]
     time.sleep(0.01)  # 36 sandbox seconds at speed 3600: done
     assert alice.get("/sms", params={"jobId": job_id}).json()[0]["processStatus"] == "DONE"
-    assert alice.get("/jobs").status_code == 429  # --limit 2
+    assert alice.get("/jobs", params=IDS).status_code == 429  # --limit 2
     key_ok = httpx.get(url + "/v2/credits", headers={"Authorization": "alice-key"})
     assert key_ok.json()["status"] == "OK"
     alice.close()
