@@ -334,3 +334,26 @@ def test_receipt_time_comes_from_the_sandbox_clock(sim: Sim) -> None:
 
     assert job_id.startswith("J.20300103-120000.000-")
     assert sim.state.jobs()[0].receipt_ts == START + timedelta(days=2)
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (
+            {**one_sms(), "options": {"status_requested": True}},
+            "'options.status_requested' (did you mean 'statusRequested'?)",
+        ),
+        ({**one_sms(), "options": {"StatusRequested": True}}, "'options.StatusRequested'"),
+        (
+            {"messages": [{"text": "x", "recipients": [{"dst": "+49176", "ref": "a"}]}]},
+            "'messages[0].recipients[0].ref'",
+        ),
+        ({**one_sms(), "extra": 1}, "'extra'"),
+    ],
+)
+def test_unknown_or_wrongly_cased_body_keys_are_400_naming_the_key(sim: Sim, body: dict, named: str) -> None:
+    response = sim.retarus().post("/jobs", json=body)
+
+    assert response.status_code == 400
+    assert named in response.json()["message"]
+    assert sim.state.jobs() == []
