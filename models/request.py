@@ -394,6 +394,8 @@ _RULES: dict[str, str] = {
     "missing": "is required",
     "extra_forbidden": "is not a field of the job request",
     "string_type": "must be a string",
+    # A key holding an unpaired surrogate: pydantic cannot even read it as a field name.
+    "string_unicode": "must not contain unpaired surrogates (text that cannot be encoded as UTF-8)",
     "string_too_long": "must be at most {max_length} characters",
     "string_too_short": "must be at least {min_length} characters",
     "bool_type": "must be true or false",
