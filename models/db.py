@@ -40,6 +40,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def database_time(engine: Engine) -> float:
+    """The database server's clock as a UNIX time (SQLite: the clock of the host that opens the file)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            value = connection.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar()
+        else:
+            value = connection.exec_driver_sql("SELECT (julianday('now') - 2440587.5) * 86400.0").scalar()
+    if value is None:
+        raise RuntimeError("the database returned no time")
+    return float(value)
+
+
 def make_session_factory(engine: Engine) -> SessionFactory:
     def factory() -> Session:
         return Session(engine, expire_on_commit=False)

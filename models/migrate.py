@@ -36,3 +36,17 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def schema_problem(url: str) -> str | None:
+    """Why the database at `url` cannot be used as it is (never migrated, or behind), or None when current."""
+    try:
+        current = current_revision(url)
+    except Exception as exc:  # unreachable, refused, a file that cannot be opened
+        return f"cannot open the database: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    head = head_revision()
+    if current is None:
+        return "the database has no smsq tables yet: run `smsq migrate` first"
+    if current != head:
+        return f"the database is at migration {current}, this smsq needs {head}: run `smsq migrate` first"
+    return None

@@ -33,7 +33,7 @@ class SubmissionState:
     ACCEPTED = "accepted"  # the provider returned its job id; being polled
     FINISHED = "finished"  # every recipient final
     ABSENT = "absent"  # proven never received by the provider: its recipients may be sent again
-    FAILED = "failed"  # refused or not reached; its recipients went back to their job
+    FAILED = "failed"  # refused, or known not to have left; its recipients went back to their job
     UNKNOWN = "unknown"  # may have reached the provider, cannot be looked up: never resent
 
     OPEN = (IN_FLIGHT, ACCEPTED)
@@ -97,7 +97,10 @@ class Recipient(SQLModel, table=True):
 
 class Submission(SQLModel, table=True):
     __tablename__ = "smsq_submission"
-    __table_args__ = (Index("ix_smsq_submission_poll", "connection", "state", "next_poll_at"),)
+    __table_args__ = (
+        Index("ix_smsq_submission_poll", "connection", "state", "next_poll_at"),
+        Index("ix_smsq_submission_state_started", "state", "started_at"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     connection: str = Field(max_length=64)
@@ -115,6 +118,11 @@ class Submission(SQLModel, table=True):
     poll_attempt: int = 0
     last_refresh_at: datetime | None = _dt()
     reason: str | None = Field(default=None, sa_column=Column(Text))
+    #: Retarus: the exact request body sent, so a resend after "absent" is byte-for-byte the original
+    #: (with duplicateDetection, a late original is then refused by the provider).
+    body: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    resend_of: str | None = Field(default=None, max_length=36)  # the absent submission this one resends
+    conflict: str | None = Field(default=None, sa_column=Column(Text))  # a late answer after resolution
 
 
 class Suppression(SQLModel, table=True):

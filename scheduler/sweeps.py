@@ -1,9 +1,10 @@
 """Release and reconcile sweeps: what the database says should move, made to move.
 
-- `release`: scheduled jobs that became due are queued and published; jobs past their validity
-  before submission are expired with a reason; `queued` jobs whose send task was not published,
-  or was published longer than `queued_grace_s` ago and never ran (the broker lost it, e.g. Redis
-  restarted empty), are published again. A duplicate task is harmless: claims are conditional.
+- `release`: scheduled jobs that became due are queued; jobs past their validity before submission
+  are expired with a reason; every connection with due `queued` jobs is woken (at most one waiting
+  drain per connection and queue, so this costs nothing when a drain is already on its way, and it
+  brings back work whose wake-up the broker lost, e.g. when Redis restarted empty). A duplicate
+  drain is harmless: claims are conditional.
 - `reconcile`: jobs stuck in `submitting` past `submit_timeout_s` are resolved through the provider
   lookup (`worker.submit.resolve`), never by a blind resend; a claim that never reached a provider call is
   simply settled back to `queued`.
@@ -15,16 +16,17 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from models.db import transaction
 from models.enums import JobState, Outcome
 from models.tables import Job, Recipient, Submission, SubmissionState
-from worker.producer import publish_jobs
-from worker.runtime import Runtime, SendTask
+from worker.runtime import Runtime
 from worker.submit.resolve import resolve_submission
-from worker.submit.settle import settle_jobs
+from worker.submit.settle import Requeued, settle_jobs
+from worker.submit.submissions import move_jobs
+from worker.tasks import wake_requeued
 
 log = logging.getLogger("smsq.sweeps")
 
@@ -35,7 +37,7 @@ SWEEP_BATCH = 5000
 @dataclass
 class SweepReport:
     released: int = 0
-    republished: int = 0
+    republished: int = 0  # connections woken
     expired: int = 0
     resolved: dict[str, int] = field(default_factory=dict)
     settled: int = 0
@@ -45,7 +47,6 @@ def release(rt: Runtime) -> SweepReport:
     """Queue what became due, expire what can no longer be sent, publish what the broker lost."""
     now = rt.clock.now()
     report = SweepReport()
-    grace = timedelta(seconds=rt.settings.queued_grace_s)
     with transaction(rt.sessions) as session:
         expired_ids = list(
             session.exec(
@@ -69,26 +70,20 @@ def release(rt: Runtime) -> SweepReport:
         report.expired = len(expired_ids)
         settle_jobs(rt, expired_ids)
     with transaction(rt.sessions) as session:
-        due = list(
+        due_ids = list(
             session.exec(
-                select(Job).where(Job.state == JobState.SCHEDULED, Job.due_at <= now).limit(SWEEP_BATCH)
+                select(Job.id).where(Job.state == JobState.SCHEDULED, Job.due_at <= now).limit(SWEEP_BATCH)
             )
         )
-        for job in due:
-            job.state, job.updated_at = JobState.QUEUED, now
-            session.add(job)
-        report.released = len(due)
-        lost = list(
-            session.exec(
-                select(Job)
-                .where(Job.state == JobState.QUEUED, Job.due_at <= now, Job.updated_at <= now - grace)
-                .where(or_(col(Job.published_at).is_(None), col(Job.published_at) <= now - grace))
-                .limit(SWEEP_BATCH)
-            )
-        )
-        report.republished = len(lost)
-    tasks = [SendTask(job.id, express=job.qos_rank == 0) for job in [*due, *lost]]
-    publish_jobs(rt, tasks)
+        report.released = move_jobs(session, due_ids, JobState.QUEUED, now, sources=[JobState.SCHEDULED])
+        waiting = session.exec(
+            select(Job.connection, func.min(Job.qos_rank))
+            .where(Job.state == JobState.QUEUED, Job.due_at <= now)
+            .group_by(col(Job.connection))
+        ).all()
+    for connection, rank in waiting:
+        if rt.wake(connection, express=rank == 0):
+            report.republished += 1
     return report
 
 
@@ -112,7 +107,7 @@ def reconcile(rt: Runtime) -> SweepReport:
                 .limit(SWEEP_BATCH)
             )
         )
-    requeue: list[SendTask] = []
+    requeue: list[Requeued] = []
     for sub_id in in_flight:
         resolution, tasks = resolve_submission(sub_id, rt)
         report.resolved[resolution] = report.resolved.get(resolution, 0) + 1
@@ -120,5 +115,5 @@ def reconcile(rt: Runtime) -> SweepReport:
     if stuck:
         requeue.extend(settle_jobs(rt, stuck))
         report.settled = len(stuck)
-    publish_jobs(rt, requeue)
+    wake_requeued(rt, requeue)
     return report

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
 
+from models.migrate import schema_problem
 from worker.celery_app import create_celery_app
 from worker.errors import ConfigurationError
 from worker.metrics.server import serve_worker_metrics
@@ -52,8 +53,13 @@ def __getattr__(name: str) -> Any:
 @worker_init.connect
 @beat_init.connect
 def _check_connections(**_: Any) -> None:
+    # Provider settings and the database's schema: a worker or beat that cannot work says why and stops.
     try:
-        get_settings().connections()
+        settings = get_settings()
+        settings.connections()
+        problem = schema_problem(settings.database_url)
+        if problem is not None:
+            raise ConfigurationError(f"SMSQ_DATABASE_URL: {problem}")
     except ConfigurationError as exc:
         _fail(exc)
 

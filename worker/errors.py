@@ -4,6 +4,7 @@
     ├── ConfigurationError                bad or missing settings, raised at start-up
     ├── InvalidRequest(field, rule)       a producer's request broke a rule; nothing was stored
     ├── JobNotFound(job_id)
+    ├── IllegalTransition(kind, row_id, source, target)   a forbidden state move (worker/submit/submissions.py)
     ├── RateLimitExceeded(wait_s)         our own limiter said "not yet"
     └── ProviderError(provider, detail, status_code)
         ├── RetryableProviderError        safe to send again later
@@ -52,6 +53,17 @@ class JobNotFound(SmsError, LookupError):
 
     def __str__(self) -> str:
         return f"no job with id {self.job_id!r}"
+
+
+class IllegalTransition(SmsError, RuntimeError):
+    """A job or submission was asked to make a move its state table forbids (a bug, never input)."""
+
+    def __init__(self, kind: str, row_id: str, source: str, target: str) -> None:
+        super().__init__(kind, row_id, source, target)
+        self.kind, self.row_id, self.source, self.target = kind, row_id, source, target
+
+    def __str__(self) -> str:
+        return f"illegal {self.kind} transition {self.source} -> {self.target} ({self.row_id})"
 
 
 class RateLimitExceeded(SmsError):

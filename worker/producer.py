@@ -1,9 +1,11 @@
 """The producer API: `enqueue` and `enqueue_many`.
 
 A request is validated completely before anything is written. A good one is committed to the
-database first (the job and one row per recipient), then a send task carrying only the job id is
-published. If the broker is down the job stays `queued` in the database and the release sweep
-publishes it later; the producer still gets its handle, because the job is safe.
+database first (the job and one row per recipient), then the job's connection is woken: a drain task
+carrying only the connection's name is published unless one is already waiting (worker/submit/wake.py),
+so a burst of enqueues costs the broker a handful of messages, not one per job. If the broker is down
+the job stays `queued` in the database and the release sweep wakes the connection later; the producer
+still gets its handle, because the job is safe.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from sqlmodel import Session, select
 
 from models.db import transaction
 from models.enums import JobState, Outcome, ProviderKey, Qos
-from models.request import SmsRequest, first_error
+from models.request import SmsRequest, check_connection_name, check_idempotency_key
+from models.request_errors import first_error
 from models.segments import segments_for
 from models.tables import Job, Recipient
 from models.windows import send_decision, validity_deadline
-from worker.errors import InvalidRequest
-from worker.runtime import Runtime, SendTask, get_runtime
+from worker.errors import ConfigurationError, InvalidRequest
+from worker.runtime import Runtime, get_runtime
 
 log = logging.getLogger("smsq.producer")
 
@@ -90,15 +93,25 @@ def enqueue_many(
     `requests.N.`) and nothing at all is stored or published.
     """
     rt = runtime or get_runtime()
-    keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(requests)
+    if isinstance(idempotency_keys, str | bytes):
+        raise InvalidRequest("idempotency_keys", "must be a list with one key (or None) per request")
+    keys: list[str | None] = (
+        list(idempotency_keys) if idempotency_keys is not None else [None] * len(requests)
+    )
     if len(keys) != len(requests):
         raise InvalidRequest("idempotency_keys", "must have one entry per request")
-    for key in keys:
-        if key is not None and not (1 <= len(key) <= 200):
-            raise InvalidRequest("idempotency_key", "must be 1 to 200 characters")
+    for index, key in enumerate(keys):
+        try:
+            keys[index] = check_idempotency_key(key)
+        except ValueError as exc:
+            field = "idempotency_key" if len(keys) == 1 else f"idempotency_keys.{index}"
+            raise InvalidRequest(field, str(exc)) from None
     try:
+        connection = check_connection_name(connection)
         conn = rt.connection(connection)
-    except Exception as exc:
+    except ValueError as exc:
+        raise InvalidRequest("connection", str(exc)) from None
+    except ConfigurationError as exc:
         raise InvalidRequest("connection", str(exc)) from None
     parsed: list[SmsRequest] = []
     for index, request in enumerate(requests):
@@ -112,7 +125,7 @@ def enqueue_many(
     now = rt.clock.now()
 
     handles: list[JobHandle | None] = [None] * len(parsed)
-    to_publish: list[SendTask] = []
+    wake_express: set[bool] = set()
     try:
         with transaction(rt.sessions) as session:
             for index, (request, key) in enumerate(zip(parsed, keys, strict=True)):
@@ -126,7 +139,7 @@ def enqueue_many(
                 session.add_all(recipients)
                 handles[index] = JobHandle(job.id, JobState(job.state))
                 if job.state == JobState.QUEUED:
-                    to_publish.append(SendTask(job.id, express=job.qos_rank == 0))
+                    wake_express.add(job.qos_rank == 0)
     except IntegrityError:
         # A concurrent enqueue with the same idempotency key won the race: return its job.
         if len(parsed) == 1 and keys[0]:
@@ -135,27 +148,9 @@ def enqueue_many(
                 if existing is not None:
                     return [JobHandle(existing.id, JobState(existing.state), created=False)]
         raise
-    publish_jobs(rt, to_publish)
+    for express in sorted(wake_express, reverse=True):  # express first
+        rt.wake(connection, express=express)
     return [handle for handle in handles if handle is not None]
-
-
-def publish_jobs(rt: Runtime, tasks: Sequence[SendTask]) -> None:
-    """Publish send tasks and stamp `published_at`; a broker failure leaves the jobs for the sweep."""
-    if not tasks:
-        return
-    try:
-        rt.publish(tasks)
-    except Exception as exc:  # the broker is down or refused: the database still holds every job
-        log.warning(
-            "could not publish %d send task(s), the release sweep will: %s", len(tasks), type(exc).__name__
-        )
-        return
-    stamp = rt.clock.now()
-    with transaction(rt.sessions) as session:
-        ids = [task.job_id for task in tasks]
-        for job in session.exec(select(Job).where(Job.id.in_(ids))):  # type: ignore[attr-defined]
-            job.published_at = stamp
-            session.add(job)
 
 
 def _find_by_key(session: Session, key: str) -> Job | None:

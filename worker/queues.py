@@ -8,14 +8,15 @@ from kombu import Queue as KombuQueue  # type: ignore[attr-defined]
 
 
 class Queue(StrEnum):
-    EXPRESS = "smsq.express"  # sends of express jobs: consumed first
-    SEND = "smsq.send"  # sends of normal jobs
+    EXPRESS = "smsq.express"  # drains woken by express jobs: consumed first
+    SEND = "smsq.send"  # drains woken by normal jobs (at most one waiting per connection and queue)
     POLL = "smsq.poll"  # status polling and delivery-unknown lookups
     SWEEP = "smsq.sweep"  # beat sweeps: release, reconcile
 
 
-#: Task name -> queue. Send tasks are routed per job (express or normal) when published.
+#: Task name -> queue. Drains are routed per wake-up (express or normal) when published.
 TASK_ROUTES: dict[str, dict[str, str]] = {
+    "smsq.drain": {"queue": Queue.SEND},
     "smsq.send": {"queue": Queue.SEND},
     "smsq.enqueue": {"queue": Queue.SEND},
     "smsq.resolve": {"queue": Queue.POLL},

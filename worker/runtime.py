@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis
 
-from models.clock import Clock, make_clock
-from models.db import SessionFactory, make_engine, make_session_factory
+from models.clock import Clock, SyncedTime, make_clock
+from models.db import SessionFactory, database_time, make_engine, make_session_factory
 from worker.queues import Queue
 from worker.settings import ConnectionSettings, Settings, get_settings
 
@@ -28,17 +27,9 @@ if TYPE_CHECKING:
 
     from worker.providers import ProviderClient
     from worker.rate_limit.limiter import RedisRateLimiter
+    from worker.submit.wake import Waker
 
 log = logging.getLogger("smsq.runtime")
-
-
-@dataclass(frozen=True)
-class SendTask:
-    """One `smsq.send` message to publish: only the job id travels, the queue follows its qos."""
-
-    job_id: str
-    express: bool = False
-    countdown_s: float | None = None
 
 
 class Runtime:
@@ -62,7 +53,18 @@ class Runtime:
 
     @cached_property
     def clock(self) -> Clock:
-        return self._clock or make_clock(self.settings.clock_speed, self.settings.clock_epoch)
+        """Message time, on the database's clock (sampled every `clock_resync_s`), never this host's own."""
+        if self._clock is not None:
+            return self._clock
+        offset_s = self.settings.host_clock_offset_s
+
+        def host() -> float:
+            return time.time() + offset_s
+
+        real = SyncedTime(
+            lambda: database_time(self.engine), resync_s=self.settings.clock_resync_s, host=host
+        )
+        return make_clock(self.settings.clock_speed, self.settings.clock_epoch, real)
 
     @cached_property
     def engine(self) -> Engine:
@@ -70,6 +72,13 @@ class Runtime:
 
     @cached_property
     def sessions(self) -> SessionFactory:
+        """Sessions on a database that is migrated to this smsq's schema (ConfigurationError otherwise)."""
+        from models.migrate import schema_problem
+        from worker.errors import ConfigurationError
+
+        problem = schema_problem(self.settings.database_url)
+        if problem is not None:
+            raise ConfigurationError(f"SMSQ_DATABASE_URL: {problem}")
         return make_session_factory(self.engine)
 
     @cached_property
@@ -116,6 +125,8 @@ class Runtime:
                     connection.rate_limit_calls,
                     connection.rate_limit_period_s,
                     poll_share=connection.poll_share,
+                    send_floor=connection.send_floor,
+                    margin_s=self.settings.rate_limit_margin_s,
                     on_wait=on_wait,
                 )
             return self._limiters[name]
@@ -131,29 +142,32 @@ class Runtime:
                 self._clients[name] = build_client(self.connection(name), transport=transport)
             return self._clients[name]
 
-    def publish(self, tasks: Iterable[SendTask]) -> int:
-        """Publish send tasks over one broker connection, in one pipeline; returns how many were published.
+    @cached_property
+    def waker(self) -> Waker:
+        """Wakes a connection's drain through the broker (at most one waiting per connection and queue)."""
+        from worker.submit.wake import Waker
 
-        Raises the broker's error if it is down: callers keep the jobs in the database for the sweep.
-        """
-        batch: Sequence[SendTask] = list(tasks)
-        if not batch:
-            return 0
-        app = self.celery
-        send = app.signature("smsq.send")
-        # kombu's publish batch sends every message in one Redis pipeline when the context exits.
-        with app.producer_or_acquire() as producer, producer.batch(max_size=max(len(batch), 1)):
-            for task in batch:
-                options: dict[str, Any] = {
-                    "queue": (Queue.EXPRESS if task.express else Queue.SEND).value,
-                    "producer": producer,
-                    "retry": True,
-                    "retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-                }
-                if task.countdown_s:
-                    options["countdown"] = task.countdown_s
-                send.apply_async(args=(task.job_id,), **options)
-        return len(batch)
+        return Waker(self.redis, self._publish_drain, record_ttl_s=self.settings.queued_grace_s)
+
+    def _publish_drain(self, connection: str, queue: Queue, countdown_s: float | None) -> None:
+        options: dict[str, Any] = {
+            "queue": queue.value,
+            "retry": True,
+            "retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        }
+        if countdown_s:
+            options["countdown"] = countdown_s
+        self.celery.signature("smsq.drain").apply_async(args=(connection,), **options)
+
+    def wake(self, connection: str, *, express: bool = False, delay_s: float = 0.0) -> bool:
+        """Ask for a drain of `connection`; a broker or Redis failure is logged, the release sweep retries."""
+        try:
+            return self.waker.wake(connection, express=express, delay_s=delay_s)
+        except Exception as exc:  # the jobs are safe in the database; the sweep wakes the connection later
+            log.warning(
+                "could not wake connection %s, the release sweep will: %s", connection, type(exc).__name__
+            )
+            return False
 
     def publish_named(self, name: str, args: tuple[Any, ...], *, countdown_s: float | None = None) -> None:
         options: dict[str, Any] = {}

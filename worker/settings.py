@@ -49,7 +49,8 @@ class ConnectionSettings(BaseModel):
     api_key: SecretStr = SecretStr("")
     rate_limit_calls: int = Field(100, ge=1)
     rate_limit_period_s: float = Field(60.0, gt=0)
-    poll_share: float = Field(0.2, ge=0, lt=1)
+    poll_share: float = Field(0.1, ge=0, lt=1)
+    send_floor: float = Field(0.5, ge=0, lt=1)
     timeout_s: float = Field(10.0, gt=0)
     connect_timeout_s: float = Field(3.0, gt=0)
 
@@ -85,6 +86,10 @@ class ConnectionSettings(BaseModel):
         return self
 
 
+#: Database URL schemes smsq runs on (SQLite embedded, PostgreSQL through psycopg 3).
+SUPPORTED_DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "postgresql+psycopg"})
+
+
 class Settings(BaseSettings):
     """Every SMSQ_ variable. Defaults run locally: Redis on localhost, a SQLite file."""
 
@@ -101,7 +106,9 @@ class Settings(BaseSettings):
     provider_api_key: SecretStr = SecretStr("")
     rate_limit_calls: int = Field(100, ge=1)
     rate_limit_period_s: float = Field(60.0, gt=0)
-    poll_share: float = Field(0.2, ge=0, lt=1)
+    poll_share: float = Field(0.1, ge=0, lt=1)
+    send_floor: float = Field(0.5, ge=0, lt=1)
+    rate_limit_margin_s: float = Field(0.25, ge=0)
     connections_file: Path | None = None
 
     default_country: str = Field("DE", pattern=r"^[A-Z]{2}$")
@@ -112,6 +119,9 @@ class Settings(BaseSettings):
     release_interval_s: float = Field(5.0, gt=0)
     reconcile_interval_s: float = Field(30.0, gt=0)
     submit_timeout_s: float = Field(120.0, gt=0)
+    provider_accept_allowance_s: float = Field(30.0, ge=0)
+    drain_max_s: float = Field(10.0, gt=0)
+    drain_concurrency: int = Field(4, ge=1, le=64)
     queued_grace_s: float = Field(60.0, gt=0)
     validity_grace_s: float = Field(3600.0, ge=0)
 
@@ -122,6 +132,8 @@ class Settings(BaseSettings):
 
     clock_speed: float = Field(1.0, gt=0)
     clock_epoch: float | None = None
+    clock_resync_s: float = Field(30.0, gt=0)
+    host_clock_offset_s: float = 0.0
 
     metrics_port: int | None = None
 
@@ -129,6 +141,17 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_country(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].lower()
+        if scheme not in SUPPORTED_DATABASE_SCHEMES:
+            raise ValueError(
+                f"unsupported scheme {scheme!r}: use sqlite:///path/to/file.db or "
+                "postgresql+psycopg://user@host/db"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_intervals(self) -> Settings:
@@ -155,6 +178,7 @@ class Settings(BaseSettings):
                 rate_limit_calls=self.rate_limit_calls,
                 rate_limit_period_s=self.rate_limit_period_s,
                 poll_share=self.poll_share,
+                send_floor=self.send_floor,
             )
         except ValidationError as exc:
             raise ConfigurationError(f"connection 'default': {_first(exc)}") from None
@@ -181,7 +205,7 @@ def load_connections_file(path: Path) -> dict[str, ConnectionSettings]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigurationError(f"SMSQ_CONNECTIONS_FILE: cannot read {path}: {exc.strerror}") from None
-    raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    raw = _parse_connections(path, text)
     if not isinstance(raw, dict):
         raise ConfigurationError(f"SMSQ_CONNECTIONS_FILE: {path} must hold a mapping of name -> connection")
     result: dict[str, ConnectionSettings] = {}
@@ -198,6 +222,19 @@ def load_connections_file(path: Path) -> dict[str, ConnectionSettings]:
         except ValidationError as exc:
             raise ConfigurationError(f"connection {name!r}: {_first(exc)}") from None
     return result
+
+
+def _parse_connections(path: Path, text: str) -> Any:
+    """YAML or JSON; a syntax error names the file, line and column (1-based)."""
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        where, problem = f"{path}:{exc.lineno}:{exc.colno}", exc.msg
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+    raise ConfigurationError(f"SMSQ_CONNECTIONS_FILE: {where}: {problem}")
 
 
 def _first(exc: ValidationError) -> str:

@@ -1,66 +1,105 @@
 """Thin Celery tasks: each takes ids only, loads what it needs and hands over to a use case.
 
-`smsq.send(job_id)` runs one submission round for the job's connection; whatever the round did,
-the outcome is in the database, and the task only decides whether and when to publish again.
-Throttle waits never count as retries: the task is published again with a short countdown instead
-of `self.retry`, and provider retries are counted on the job row, not in Celery.
+`smsq.drain(connection)` drains one connection's backlog (worker/submit/dispatch.py) and, when it stops
+with work left (throttled, paused, out of time), wakes the connection again for the moment it can go
+on: one broker message per connection, not one per job. `smsq.send(job_id)` is kept for messages
+published by earlier versions and applications: it drains the job's connection. Throttle waits never
+count as retries, and provider retries are counted on the job row, not in Celery.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from celery import shared_task
 
 from models.db import transaction
-from models.enums import JobState
-from models.tables import Job
-from worker.producer import enqueue, publish_jobs
-from worker.runtime import SendTask, get_runtime
-from worker.submit.dispatch import submit_job
-from worker.submit.resolve import resolve_submission
+from models.tables import Job, Submission
+from worker.metrics.counters import DRAIN_RUNS
+from worker.producer import enqueue
+from worker.queues import Queue
+from worker.runtime import Runtime, get_runtime
+from worker.submit.dispatch import drain
+from worker.submit.resolve import resolve_submission, settle_time
+from worker.submit.settle import Requeued
 
 log = logging.getLogger("smsq.tasks")
 
-#: Longest countdown a send task is ever published with (far below the visibility timeout).
+#: Longest delay a wake-up is ever published with (far below the visibility timeout).
 MAX_COUNTDOWN_S = 30.0
-#: When a call's fate is unknown, look it up after this many seconds.
+#: When a call's fate is unknown, look it up after this many seconds (a quick "found" is common).
 RESOLVE_DELAY_S = 3.0
 
 
-@shared_task(name="smsq.send", ignore_result=True)
-def send(job_id: str) -> str:
-    """Submit the backlog head of the job's connection; publish again while the job still waits."""
+def wake_requeued(rt: Runtime, requeued: Iterable[Requeued]) -> None:
+    """Wake each connection with jobs queued again, once, at the earliest moment one is due."""
+    earliest: dict[tuple[str, bool], float] = {}
+    for item in requeued:
+        key = (item.connection, item.express)
+        earliest[key] = min(earliest.get(key, item.delay_s), item.delay_s)
+    for (connection, express), delay_s in earliest.items():
+        rt.wake(connection, express=express, delay_s=min(delay_s, MAX_COUNTDOWN_S))
+
+
+@shared_task(name="smsq.drain", bind=True, ignore_result=True)
+def drain_task(self: Any, connection: str) -> str:
+    """Submit the due backlog of `connection` while slots come; wake again when it must stop."""
     rt = get_runtime()
-    result = submit_job(job_id, rt)
-    follow_up = list(result.requeued)
-    if result.kind in ("sent", "throttled") and job_id not in {task.job_id for task in follow_up}:
-        with transaction(rt.sessions) as session:
-            job = session.get(Job, job_id)
-            still_waiting = job is not None and job.state == JobState.QUEUED
-            express = job is not None and job.qos_rank == 0
-        if still_waiting:
-            countdown = min(result.wait_s, MAX_COUNTDOWN_S) if result.kind == "throttled" else None
-            follow_up.append(SendTask(job_id, express=express, countdown_s=countdown))
-    follow_up = [
-        SendTask(t.job_id, t.express, min(t.countdown_s, MAX_COUNTDOWN_S) if t.countdown_s else None)
-        for t in follow_up
-    ]
-    publish_jobs(rt, follow_up)
+    queue = (
+        Queue.EXPRESS
+        if (self.request.delivery_info or {}).get("routing_key") == Queue.EXPRESS
+        else Queue.SEND
+    )
+    rt.waker.started(connection, queue)
+    lease = rt.waker.join(connection, cap=rt.settings.drain_concurrency, lease_s=rt.settings.drain_max_s + 60)
+    if lease is None:
+        DRAIN_RUNS.labels(connection, "full").inc()
+        return "full"  # enough drains of this connection run already; one of them goes on
+    try:
+        result = drain(rt, connection)
+    finally:
+        rt.waker.leave(connection, lease)
+    DRAIN_RUNS.labels(connection, result.kind).inc()
+    wake_requeued(rt, result.requeued)
+    if result.kind != "idle":
+        rt.wake(connection, delay_s=min(result.wait_s, MAX_COUNTDOWN_S))
     for sub_id in result.resolve:
         rt.publish_named("smsq.resolve", (sub_id,), countdown_s=RESOLVE_DELAY_S)
     return result.kind
 
 
+@shared_task(name="smsq.send", ignore_result=True)
+def send(job_id: str) -> str:
+    """Kept for messages of earlier versions: drain the connection of `job_id` (a no-op if it is gone)."""
+    rt = get_runtime()
+    with transaction(rt.sessions) as session:
+        job = session.get(Job, job_id)
+        connection, express = (job.connection, job.qos_rank == 0) if job is not None else (None, False)
+    if connection is None:
+        return "idle"
+    rt.wake(connection, express=express)
+    return "woken"
+
+
 @shared_task(name="smsq.resolve", ignore_result=True)
 def resolve(submission_id: str) -> str:
-    """Look up a provider call whose fate is unknown; the reconcile sweep retries what stays pending."""
+    """Look up a provider call whose fate is unknown; try again while it stays pending."""
     rt = get_runtime()
-    resolution, requeue = resolve_submission(submission_id, rt)
-    publish_jobs(rt, requeue)
+    resolution, requeued = resolve_submission(submission_id, rt)
+    wake_requeued(rt, requeued)
     if resolution == "pending":
-        rt.publish_named("smsq.resolve", (submission_id,), countdown_s=RESOLVE_DELAY_S * 2)
+        with transaction(rt.sessions) as session:
+            sub = session.get(Submission, submission_id)
+            connection = sub.connection if sub is not None else "default"
+        # Each look costs a listing call: look a few times within the settle time, not continuously.
+        quarter_s = settle_time(rt, connection).total_seconds() / 4
+        rt.publish_named(
+            "smsq.resolve",
+            (submission_id,),
+            countdown_s=min(max(RESOLVE_DELAY_S * 2, quarter_s), MAX_COUNTDOWN_S),
+        )
     return resolution
 
 

@@ -96,7 +96,7 @@ def test_a_paused_connection_keeps_its_jobs_queued_and_sends_after_a_top_up(cli_
     result = submit_job(job_id, cli_runtime)
     status = runner.invoke(app, ["status", job_id, "--json"]).stdout
 
-    assert result.kind == "throttled" and result.wait_s > 0
+    assert result.kind == "paused" and result.wait_s > 0
     assert '"state": "queued"' in status and "insufficient Sendmode credits" in status
     assert sandbox.state.calls(path_prefix="/v2/send") == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import timedelta, timezone
 from typing import Any
@@ -35,7 +36,7 @@ def queued_messages(redis_client: Any) -> int:
     return sum(redis_client.llen(queue.value) for queue in Queue)
 
 
-def test_send_prints_the_job_id_stores_the_job_and_publishes_only_its_id(cli_runtime, redis_client):
+def test_send_prints_the_job_id_stores_the_job_and_wakes_its_connection(cli_runtime, redis_client):
     result = smsq("send", "--to", NUMBER, "--to", "017612345679", "--text", "Hello there")
 
     assert result.exit_code == 0, result.output
@@ -43,9 +44,16 @@ def test_send_prints_the_job_id_stores_the_job_and_publishes_only_its_id(cli_run
     jobs, recipients = stored(cli_runtime)
     assert [job.id for job in jobs] == [job_id]
     assert sorted(r.dst for r in recipients) == [NUMBER, "+4917612345679"]
+    # The broker holds one drain wake-up for the connection: its name only, no text, no number
     assert redis_client.llen(Queue.SEND.value) == 1
-    message = redis_client.lindex(Queue.SEND.value, 0).decode()
-    assert job_id in message and "Hello there" not in message and "12345678" not in message
+    message = json.loads(redis_client.lindex(Queue.SEND.value, 0))
+    body = base64.b64decode(message["body"]).decode()
+    assert message["headers"]["task"] == "smsq.drain" and json.loads(body)[0] == ["default"]
+    for text in (json.dumps(message), body):
+        assert "Hello there" not in text and "12345678" not in text
+    # A second send while that wake-up waits adds no message
+    assert smsq("send", "--to", NUMBER, "--text", "Again").exit_code == 0
+    assert redis_client.llen(Queue.SEND.value) == 1
 
 
 def test_send_json_gives_an_object_with_the_id(cli_runtime):

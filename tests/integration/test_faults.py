@@ -30,7 +30,7 @@ def _setup(sandbox_factory, sqlite_url, runtime_factory, provider="retarus", **o
     box = sandbox_factory(clock=clock)
     rt = runtime_factory(smsq_settings(box, sqlite_url, provider, **overrides), clock=clock)
     published: list = []
-    rt.publish = lambda tasks: published.extend(tasks) or len(published)  # type: ignore[method-assign]
+    rt.wake = lambda connection, **kw: published.append((connection, kw)) or True  # type: ignore[method-assign]
     return clock, box, rt, published
 
 
@@ -165,7 +165,7 @@ def test_a_refused_shared_call_is_split_so_one_bad_job_spoils_only_itself(
         return httpx.Response(201, json={"jobId": f"J.20300101-000000.000-{len(posts):018d}"})
 
     rt = runtime_factory(smsq_settings(sandbox, sqlite_url), transport=httpx.MockTransport(provider))
-    rt.publish = lambda tasks: len(list(tasks))  # type: ignore[method-assign]
+    rt.wake = lambda *a, **k: False  # type: ignore[method-assign]
     good = enqueue_many([one(number(i), text="Same options") for i in range(3)], runtime=rt)
     bad = enqueue(one("+4917612349999", text="Same options"), runtime=rt)
     # When the backlog is submitted: one shared call first, refused

@@ -134,7 +134,8 @@ def test_the_broker_and_task_events_hold_ids_only(
         request = {"messages": [{"text": TEXT, "recipients": [{"dst": NUMBER}]}]}
         jobs = [enqueue(request, runtime=rt).id, enqueue(request, connection="sendmode", runtime=rt).id]
         waiting = redis_dump(redis_client)
-        assert any(job_id in text for text in waiting for job_id in jobs)  # the dump does see messages
+        # the dump does see the messages: one drain wake-up per connection, naming only the connection
+        assert any("smsq.drain" in text and "sendmode" in text for text in waiting)
 
         # When a worker with task events on sends them
         worker = spawn([sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-E", "-c", "1",
@@ -157,7 +158,7 @@ def test_the_broker_and_task_events_hold_ids_only(
     events = [json.dumps(event, default=str) for event in capture.events]
     task_events = [e for e in capture.events if e["type"].startswith("task-")]
     assert {e["type"] for e in task_events} >= {"task-received", "task-started", "task-succeeded"}
-    assert any(jobs[0] in e.get("args", "") for e in task_events)  # the events do carry the arguments
+    assert any("sendmode" in e.get("args", "") for e in task_events)  # the events do carry the arguments
     assert leaks(waiting) == []
     assert leaks(after) == []
     assert leaks(events) == []

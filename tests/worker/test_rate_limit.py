@@ -10,10 +10,13 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 import redis
 
+from worker.errors import RateLimitExceeded
 from worker.rate_limit.limiter import CallKind, RedisRateLimiter, send_slots
+from worker.rate_limit.transport import MAX_WAIT_S, LimitedTransport, call_kind
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 
@@ -151,7 +154,7 @@ def test_a_full_burst_is_not_followed_by_a_refill_within_the_period(r: Redis) ->
 
 
 def test_sends_saturate_below_the_limit_while_polls_still_get_slots(r: Redis) -> None:
-    limiter = RedisRateLimiter(r, "share", 10, 5.0, poll_share=0.2)
+    limiter = RedisRateLimiter(r, "share", 10, 5.0, poll_share=0.2, send_floor=0.0)
     assert [limiter.try_acquire("send") for _ in range(8)] == [0.0] * 8
     send_wait = limiter.try_acquire("send")
     assert send_wait > 0
@@ -163,7 +166,7 @@ def test_sends_saturate_below_the_limit_while_polls_still_get_slots(r: Redis) ->
 
 
 def test_polls_count_against_the_budget_of_sends(r: Redis) -> None:
-    limiter = RedisRateLimiter(r, "polls-first", 10, 5.0, poll_share=0.2)
+    limiter = RedisRateLimiter(r, "polls-first", 10, 5.0, poll_share=0.2, send_floor=0.0)
     for _ in range(5):
         assert limiter.try_acquire("poll") == 0.0
     granted_sends = sum(limiter.try_acquire("send") == 0.0 for _ in range(10))
@@ -192,47 +195,88 @@ def test_pause_refuses_every_kind_until_it_ends(r: Redis) -> None:
     assert r.exists(limiter.pause_key) == 0  # the pause key expired by itself
 
 
-def test_acquire_never_sleeps_longer_than_max_wait_in_total(r: Redis) -> None:
-    limiter = RedisRateLimiter(r, "patience", 1, 0.3, margin_s=0.0)
+def _transport(limiter: RedisRateLimiter, naps: list[float] | None = None, **kw: Any) -> LimitedTransport:
+    """The production wait loop: the transport every provider request goes through."""
+    inner = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
+    sleep = naps.append if naps is not None else time.sleep
+    return LimitedTransport(inner, limiter, "test", sleep=sleep, **kw)
+
+
+def _get(transport: LimitedTransport, kind: CallKind = "send") -> httpx.Response:
+    with call_kind(kind):
+        return transport.handle_request(httpx.Request("GET", "https://provider.test/x"))
+
+
+def test_a_request_never_waits_longer_than_the_max_wait_in_total(r: Redis) -> None:
+    limiter = RedisRateLimiter(r, "patience", 1, 0.3, margin_s=0.0, poll_share=0.0)
     assert limiter.try_acquire() == 0.0
     naps: list[float] = []
     # A fake sleep does not let time pass, so the limiter keeps refusing.
-    assert limiter.acquire(max_wait_s=1.0, sleep=naps.append) is False
+    with pytest.raises(RateLimitExceeded):
+        _get(_transport(limiter, naps))
     assert naps and all(nap > 0 for nap in naps)
-    assert sum(naps) <= 1.0
-    assert limiter.stats.timeouts == 1 and limiter.stats.waits == len(naps)
+    assert sum(naps) <= MAX_WAIT_S
 
 
-def test_acquire_gives_up_at_once_when_no_slot_frees_in_time(r: Redis) -> None:
-    limiter = RedisRateLimiter(r, "hopeless", 1, 10.0)
+def test_a_request_gives_up_at_once_when_no_slot_frees_in_time(r: Redis) -> None:
+    limiter = RedisRateLimiter(r, "hopeless", 1, 10.0, poll_share=0.0)
     assert limiter.try_acquire() == 0.0
     naps: list[float] = []
-    assert limiter.acquire(max_wait_s=0.5, sleep=naps.append) is False
-    assert naps == []
+    with pytest.raises(RateLimitExceeded) as info:
+        _get(_transport(limiter, naps))
+    assert naps == [] and info.value.wait_s > 9
 
 
-def test_acquire_sleeps_until_a_slot_frees_and_reports_the_wait(r: Redis) -> None:
+def test_a_request_sleeps_until_a_slot_frees_and_reports_the_wait(r: Redis) -> None:
     waits: list[tuple[str, float]] = []
     limiter = RedisRateLimiter(r, "waiter", 2, 0.3, poll_share=0.5, on_wait=lambda k, s: waits.append((k, s)))
     assert limiter.try_acquire("send") == 0.0
     started = time.monotonic()
-    assert limiter.acquire("send", max_wait_s=1.0) is True
+    assert _get(_transport(limiter)).status_code == 200
     elapsed = time.monotonic() - started
     assert 0.25 < elapsed < 0.9
     assert waits and waits[0][0] == "send" and sum(s for _, s in waits) <= 1.0
-    assert limiter.stats.grants == 1
+    assert limiter.usage() == 1  # the first call has left the window; the one just made is in it
 
 
-def test_acquire_does_not_busy_loop_on_tiny_waits(r: Redis) -> None:
+def test_the_wait_loop_does_not_busy_loop_on_tiny_waits(r: Redis) -> None:
     class AlwaysAlmostFree(RedisRateLimiter):
         def try_acquire(self, kind: CallKind = "send") -> float:
             return 1e-7
 
     limiter = AlwaysAlmostFree(r, "tiny", 1, 1.0)
     naps: list[float] = []
-    assert limiter.acquire(max_wait_s=0.1, sleep=naps.append) is False
-    assert all(nap >= 0.001 for nap in naps[:-1]) and sum(naps) <= 0.1 + 1e-9
-    assert len(naps) <= 101
+    with pytest.raises(RateLimitExceeded):
+        _get(_transport(limiter, naps))
+    assert all(nap >= 0.001 for nap in naps) and sum(naps) <= MAX_WAIT_S + 1e-9
+    assert len(naps) <= 1001
+
+
+def test_a_grant_that_went_stale_before_the_request_is_not_used(r: Redis) -> None:
+    # The thread is descheduled between asking and getting the grant for longer than half the margin:
+    # that grant may no longer be inside the provider's window as we counted it, so another is taken.
+    limiter = RedisRateLimiter(r, "stale", 10, 60.0, margin_s=0.2, poll_share=0.0)
+    ticks = iter([0.0, 0.5, 1.0, 1.01])  # first grant took 0.5 s (stale), the second 0.01 s
+    _get(_transport(limiter, monotonic=lambda: next(ticks)))
+    assert limiter.usage() == 2
+
+
+def test_polls_cannot_starve_sends_below_their_floor(r: Redis) -> None:
+    limiter = RedisRateLimiter(r, "floor", 10, 5.0, poll_share=0.2, send_floor=0.5)
+    assert limiter.slots("send") == 8 and limiter.slots("poll") == 5
+    assert [limiter.try_acquire("poll") for _ in range(5)] == [0.0] * 5
+    assert limiter.try_acquire("poll") > 0  # polls have used their share
+    assert [limiter.try_acquire("send") for _ in range(3)] == [0.0] * 3  # sends still get theirs
+    assert limiter.usage() == 8
+
+
+def test_peek_says_when_a_slot_frees_without_taking_one(r: Redis) -> None:
+    limiter = RedisRateLimiter(r, "peek", 2, 5.0, poll_share=0.0)
+    assert limiter.peek("send") == 0.0 and limiter.usage() == 0
+    limiter.try_acquire("send")
+    limiter.try_acquire("send")
+    assert 4.5 < limiter.peek("send") <= 5.25
+    assert limiter.usage() == 2
 
 
 def test_members_are_unique_under_concurrency(r: Redis) -> None:
@@ -257,7 +301,7 @@ def test_keys_expire_and_reset_removes_them(r: Redis) -> None:
     limiter.try_acquire()
     limiter.pause(1.0)
     assert limiter.log_key == "smsq:limiter:{tidy}:log"
-    assert 0 < r.pttl(limiter.log_key) <= 2050 + 1000
+    assert 0 < r.pttl(limiter.log_key) <= 2250 + 1000
     assert 0 < r.pttl(limiter.pause_key) <= 1001
     limiter.reset()
     assert r.exists(limiter.log_key, limiter.pause_key) == 0

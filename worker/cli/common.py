@@ -40,10 +40,17 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def runtime() -> Runtime:
-    """The process runtime (built from the SMSQ_ environment); bad settings exit 1 with their reason."""
+def runtime(*, check_connections: bool = True) -> Runtime:
+    """The process runtime (built from the SMSQ_ environment); bad settings exit 1 with their reason.
+
+    Every command fails fast on bad provider settings or a bad connections file, except `doctor`, whose
+    job is to report them.
+    """
     try:
-        return get_runtime()
+        rt = get_runtime()
+        if check_connections:
+            _ = rt.connections
+        return rt
     except ConfigurationError as exc:
         fail(f"configuration: {exc}")
 

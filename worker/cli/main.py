@@ -19,6 +19,7 @@ described in `worker.cli.common`.
 
 from __future__ import annotations
 
+import sys
 import threading
 from datetime import datetime
 from typing import Annotated, Any
@@ -38,7 +39,7 @@ from worker.cli.common import (
     print_json,
     runtime,
 )
-from worker.errors import JobNotFound
+from worker.errors import ConfigurationError, JobNotFound
 
 app = typer.Typer(
     name="smsq",
@@ -362,12 +363,12 @@ contacts_app.command("import")(cli_ops.import_contacts)
 
 
 def main() -> None:
-    """The `smsq` console script."""
-    app()
+    """The `smsq` console script: a bad setting or an unmigrated database is one line on stderr, exit 1."""
+    try:
+        app()
+    except ConfigurationError as exc:
+        sys.stderr.write(f"smsq: {exc}\n")
+        raise SystemExit(EXIT_FAILURE) from None
 
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "app", "build_request", "main"]
-
-
-if __name__ == "__main__":  # `python -m worker.cli.main` (the demo starts the sandbox this way)
-    main()

@@ -133,7 +133,7 @@ def _version_text(info: Any) -> str:
 
 def doctor(as_json: JsonOption = False) -> None:
     """Check Redis, the database and its migration level, each connection's settings and its provider."""
-    checks = run_checks(runtime())
+    checks = run_checks(runtime(check_connections=False))
     failed = [check for check in checks if check.status == "fail"]
     if as_json:
         print_json({"ok": not failed, "checks": [asdict(check) for check in checks]})
@@ -295,14 +295,10 @@ def import_contacts(
 # --- opt-out and the suppression list -------------------------------------------------------------
 
 
-#: Sendmode's optoutreason is at most 50 characters.
-SENDMODE_REASON_MAX_CHARS = 50
-
-
 def optout(
     number: Annotated[str, typer.Argument(help="The number to stop sending to.")],
     reason: Annotated[
-        str | None, typer.Option(help="Why (kept locally; first 50 characters sent to Sendmode).")
+        str | None, typer.Option(help="Why (kept locally; sent to Sendmode as its optoutresponse).")
     ] = None,
     connection: ConnectionOption = "default",
     as_json: JsonOption = False,
@@ -324,7 +320,7 @@ def optout(
         client = rt.client(connection)
         assert isinstance(client, SendmodeClient)
         try:
-            client.opt_out(entry.dst, reason[:SENDMODE_REASON_MAX_CHARS] if reason else None)
+            client.opt_out(entry.dst, optoutresponse=reason)
             result["sendmode"] = "opted out"
         except (SmsError, ValidationError) as exc:
             result["sendmode"] = f"failed: {_short(exc)}"

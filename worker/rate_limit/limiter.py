@@ -10,29 +10,33 @@ The decision runs as one Lua script on Redis's own clock (`TIME`), so processes 
 still agree, and check-then-take is atomic. Keys live under `smsq:limiter:{name}:` (the braces are a
 Redis Cluster hash tag, keeping one limiter's keys in one slot) and expire on their own.
 
-Two kinds of call share a budget: "send" calls may fill at most `limit_calls - reserved` slots,
-"poll" calls may use all of them, so status polling keeps working while a backlog of sends saturates
-the limiter. A provider 429 `pause()`s the whole connection for its Retry-After.
+Two kinds of call share a budget, each with a floor the other cannot take: "send" calls may fill at
+most `limit_calls - ceil(limit_calls * poll_share)` slots, so status polling keeps working while a
+backlog of sends saturates the limiter; "poll" calls (polls, listings, lookups) may fill at most
+`limit_calls - ceil(limit_calls * send_floor)`, so polls cannot starve sends. A provider 429
+`pause()`s the whole connection for its Retry-After.
+
+The margin: the provider counts a call when it arrives, we count it when we grant it. If every arrival
+follows its grant by at most D seconds, any provider window of `period_s` holds arrivals granted within
+`period_s + D`; the log's window is `period_s + margin_s`, so `margin_s >= D` keeps the provider's
+count within the budget. D is measured (the transport reports grant-to-wire seconds as a metric, and
+bench/dispatch.py reports its maximum on a loaded host); `SMSQ_RATE_LIMIT_MARGIN_S` sets the margin.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple
 
 import redis
 
 __all__ = [
     "CallKind",
     "Grant",
-    "LimiterStats",
-    "RateLimiter",
     "RedisRateLimiter",
+    "poll_slots",
     "send_slots",
 ]
 
@@ -41,19 +45,20 @@ CallKind = Literal["send", "poll"]
 #: Key prefix of every limiter key.
 KEY_PREFIX = "smsq:limiter"
 
-#: Shortest nap `acquire` takes between two attempts, so it never busy-loops on tiny waits.
-MIN_NAP_S = 0.001
-
 #: Extra lifetime of the log key beyond its window, so a slow script never sees it vanish mid-window.
 _KEY_SLACK_MS = 1000
 
-# KEYS[1]  the log: a ZSET of granted calls, score = Redis time in microseconds
+# KEYS[1]  the log: a ZSET of every granted call, score = Redis time in microseconds
 # KEYS[2]  the pause: a string holding the Redis time (microseconds) until which all calls are refused
+# KEYS[3]  the poll log: the same, for "poll" calls only (their own cap keeps the send floor)
 # ARGV[1]  window length in microseconds (period + margin)
-# ARGV[2]  how many calls of this kind the window may hold (send: limit - reserved; poll: limit)
-# ARGV[3]  a random nonce making the ZSET member unique even for grants in the same microsecond
-# ARGV[4]  expiry of the log key in milliseconds
-# returns  {1, now_us} when a slot was taken; {0, wait_us} (wait_us >= 1) when refused
+# ARGV[2]  how many calls of any kind the window may hold for this kind (send: limit - poll reserve;
+#          poll: limit)
+# ARGV[3]  how many calls of this kind the window may hold (poll: limit - send floor), or -1: no own cap
+# ARGV[4]  1 to take a slot when one is free, 0 to only ask (peek)
+# ARGV[5]  a random nonce making the ZSET member unique even for grants in the same microsecond
+# ARGV[6]  expiry of the log keys in milliseconds
+# returns  {1, now_us} when a slot was taken (or is free, for a peek); {0, wait_us} (wait_us >= 1) when not
 _ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -62,21 +67,38 @@ if paused and paused > now_us then
   return {0, paused - now_us}
 end
 local window_us = tonumber(ARGV[1])
-local allowed = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_us - window_us)
-local count = redis.call('ZCARD', KEYS[1])
-if count < allowed then
-  redis.call('ZADD', KEYS[1], now_us, string.format('%d', now_us) .. ':' .. ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  return {1, now_us}
+local function wait_for(key, allowed)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_us - window_us)
+  local count = redis.call('ZCARD', key)
+  if count < allowed then
+    return 0
+  end
+  -- A slot frees when the (count - allowed + 1)-th oldest call leaves the window.
+  local oldest = redis.call('ZRANGE', key, count - allowed, count - allowed, 'WITHSCORES')
+  local wait_us = tonumber(oldest[2]) + window_us - now_us
+  if wait_us < 1 then
+    wait_us = 1
+  end
+  return wait_us
 end
--- A slot of this kind frees when the (count - allowed + 1)-th oldest call leaves the window.
-local oldest = redis.call('ZRANGE', KEYS[1], count - allowed, count - allowed, 'WITHSCORES')
-local wait_us = tonumber(oldest[2]) + window_us - now_us
-if wait_us < 1 then
-  wait_us = 1
+local wait_us = wait_for(KEYS[1], tonumber(ARGV[2]))
+local own = tonumber(ARGV[3])
+if own >= 0 then
+  wait_us = math.max(wait_us, wait_for(KEYS[3], own))
 end
-return {0, wait_us}
+if wait_us > 0 then
+  return {0, wait_us}
+end
+if ARGV[4] == '1' then
+  local member = string.format('%d', now_us) .. ':' .. ARGV[5]
+  redis.call('ZADD', KEYS[1], now_us, member)
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  if own >= 0 then
+    redis.call('ZADD', KEYS[3], now_us, member)
+    redis.call('PEXPIRE', KEYS[3], ARGV[6])
+  end
+end
+return {1, now_us}
 """
 
 # KEYS[1]  the pause key
@@ -115,42 +137,18 @@ def send_slots(limit_calls: int, poll_share: float) -> int:
     return max(1, limit_calls - reserved)
 
 
+def poll_slots(limit_calls: int, send_floor: float) -> int:
+    """Slots per window that "poll" calls may use: the limit less ceil(limit * send_floor), at least one."""
+    reserved = math.ceil(limit_calls * send_floor)
+    return max(1, limit_calls - reserved)
+
+
 class Grant(NamedTuple):
     """The outcome of one attempt: granted, or refused with `wait_s` > 0 until a slot may free."""
 
     granted: bool
     wait_s: float
     redis_time_us: int | None  # Redis time of the grant (None when refused)
-
-
-@dataclass
-class LimiterStats:
-    """Counters for metrics; updated by `RedisRateLimiter.acquire` (thread-safe)."""
-
-    grants: int = 0
-    waits: int = 0
-    wait_s_total: float = 0.0
-    timeouts: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def record(self, *, grants: int = 0, waits: int = 0, wait_s: float = 0.0, timeouts: int = 0) -> None:
-        with self._lock:
-            self.grants += grants
-            self.waits += waits
-            self.wait_s_total += wait_s
-            self.timeouts += timeouts
-
-
-class RateLimiter(Protocol):
-    """What delivery and polling need from a limiter (the Redis one, or a test double)."""
-
-    def try_acquire(self, kind: CallKind = "send") -> float: ...
-
-    def acquire(
-        self, kind: CallKind = "send", *, max_wait_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
-    ) -> bool: ...
-
-    def pause(self, seconds: float) -> None: ...
 
 
 class RedisRateLimiter:
@@ -167,8 +165,9 @@ class RedisRateLimiter:
         limit_calls: int,
         period_s: float,
         *,
-        poll_share: float = 0.2,
-        margin_s: float = 0.05,
+        poll_share: float = 0.1,
+        send_floor: float = 0.5,
+        margin_s: float = 0.25,
         on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         if limit_calls < 1:
@@ -177,6 +176,8 @@ class RedisRateLimiter:
             raise ValueError(f"period_s must be > 0, got {period_s}")
         if not 0 <= poll_share < 1:
             raise ValueError(f"poll_share must be in [0, 1), got {poll_share}")
+        if not 0 <= send_floor < 1:
+            raise ValueError(f"send_floor must be in [0, 1), got {send_floor}")
         if margin_s < 0:
             raise ValueError(f"margin_s must be >= 0, got {margin_s}")
         if not name:
@@ -186,14 +187,18 @@ class RedisRateLimiter:
         self.period_s = period_s
         self.margin_s = margin_s
         self.poll_share = poll_share
+        self.send_floor = send_floor
         self.on_wait = on_wait
-        self.stats = LimiterStats()
         self._redis = redis
-        self._slots: dict[CallKind, int] = {"send": send_slots(limit_calls, poll_share), "poll": limit_calls}
+        self._slots: dict[CallKind, int] = {
+            "send": send_slots(limit_calls, poll_share),
+            "poll": poll_slots(limit_calls, send_floor),
+        }
         self._window_us = round((period_s + margin_s) * 1_000_000)
         self._ttl_ms = math.ceil(self._window_us / 1000) + _KEY_SLACK_MS
         self.log_key = f"{KEY_PREFIX}:{{{name}}}:log"
         self.pause_key = f"{KEY_PREFIX}:{{{name}}}:paused_until"
+        self.poll_log_key = f"{KEY_PREFIX}:{{{name}}}:poll_log"
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._pause_script = redis.register_script(_PAUSE_LUA)
         self._usage_script = redis.register_script(_USAGE_LUA)
@@ -210,44 +215,27 @@ class RedisRateLimiter:
 
     def attempt(self, kind: CallKind = "send") -> Grant:
         """Try to take one slot, reporting the Redis time of the grant (for tests and metrics)."""
-        if kind not in self._slots:
-            raise ValueError(f"kind must be 'send' or 'poll', got {kind!r}")
-        granted, value = self._acquire_script(
-            keys=[self.log_key, self.pause_key],
-            args=[self._window_us, self._slots[kind], secrets.token_hex(8), self._ttl_ms],
-        )
-        if int(granted) == 1:
-            return Grant(True, 0.0, int(value))
-        return Grant(False, max(int(value), 1) / 1_000_000, None)
+        return self._run(kind, take=True)
 
     def try_acquire(self, kind: CallKind = "send") -> float:
         """Take a slot and return 0.0, or return the seconds (> 0) until one may free."""
         return self.attempt(kind).wait_s
 
-    def acquire(
-        self, kind: CallKind = "send", *, max_wait_s: float = 1.0, sleep: Callable[[float], None] = time.sleep
-    ) -> bool:
-        """Take a slot, sleeping at most `max_wait_s` in total; False when none frees in time.
+    def peek(self, kind: CallKind = "send") -> float:
+        """Seconds until a slot of `kind` may be free (0.0: free now), without taking one."""
+        return self._run(kind, take=False).wait_s
 
-        On False the caller re-schedules its task (without counting a retry). When the limiter says
-        the next slot frees later than the time left, it gives up at once instead of sleeping in vain.
-        """
-        slept_s = 0.0
-        while True:
-            wait_s = self.try_acquire(kind)
-            if wait_s == 0.0:
-                self.stats.record(grants=1)
-                return True
-            remaining_s = max_wait_s - slept_s
-            if wait_s > remaining_s:
-                self.stats.record(timeouts=1)
-                return False
-            nap_s = min(max(wait_s, MIN_NAP_S), remaining_s)
-            self.stats.record(waits=1, wait_s=nap_s)
-            if self.on_wait is not None:
-                self.on_wait(kind, nap_s)
-            sleep(nap_s)
-            slept_s += nap_s
+    def _run(self, kind: CallKind, *, take: bool) -> Grant:
+        if kind not in self._slots:
+            raise ValueError(f"kind must be 'send' or 'poll', got {kind!r}")
+        total, own = (self._slots["send"], -1) if kind == "send" else (self.limit_calls, self._slots["poll"])
+        granted, value = self._acquire_script(
+            keys=[self.log_key, self.pause_key, self.poll_log_key],
+            args=[self._window_us, total, own, 1 if take else 0, secrets.token_hex(8), self._ttl_ms],
+        )
+        if int(granted) == 1:
+            return Grant(True, 0.0, int(value))
+        return Grant(False, max(int(value), 1) / 1_000_000, None)
 
     def pause(self, seconds: float) -> None:
         """Refuse every call on this connection for `seconds` (a provider 429's Retry-After).
@@ -264,4 +252,4 @@ class RedisRateLimiter:
 
     def reset(self) -> None:
         """Forget every granted call and any pause (for tests and operators)."""
-        self._redis.delete(self.log_key, self.pause_key)
+        self._redis.delete(self.log_key, self.pause_key, self.poll_log_key)

@@ -1,14 +1,16 @@
-"""Every HTTP request to a provider passes through its connection's limiter.
+"""Every HTTP request to a provider passes through its connection's limiter, at the last moment.
 
-`LimitedTransport` wraps the real httpx transport of a provider client: before each request it takes
-a slot from the connection's `RedisRateLimiter` (waiting at most about a second, never busy-looping),
-and a 429 answer pauses the whole connection for its Retry-After. Because the limiter sits at the
-transport, no code path (send, poll, lookup, listing pages, data-center failover) can make an
-uncounted call.
+`LimitedTransport` wraps the real httpx transport of a provider client: right before each request is
+handed to the network, after all database work of the send path, it takes a slot from the connection's
+`RedisRateLimiter` (waiting at most about a second, never busy-looping), and a 429 answer pauses the
+whole connection for its Retry-After. Because the limiter sits at the transport, no code path (send,
+poll, lookup, listing pages, data-center failover) can make an uncounted call, and the delay between
+grant and wire is only this function's own few lines (measured: `smsq_limiter_grant_to_wire_seconds`).
+A grant that went stale before the request could be written (the thread was descheduled for longer
+than half the limiter's margin) is not used: another slot is taken, so the margin still holds.
 
-The kind of call ("send" or "poll") and slots already taken by the caller come from a context
-variable set with `call_kind(...)`: the sender takes its first slot *before* claiming jobs, so that
-no job is claimed without a slot in hand, and passes it on as prepaid.
+The kind of call ("send" or "poll") comes from a context variable set with `call_kind(...)`; requests
+made outside one count as "poll".
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import httpx
 
 from worker.errors import RateLimitExceeded
-from worker.metrics.counters import PROVIDER_CALLS
+from worker.metrics.counters import GRANT_TO_WIRE, PROVIDER_CALLS, STALE_GRANTS
 from worker.providers.base import parse_retry_after
 from worker.rate_limit.limiter import CallKind, RedisRateLimiter
 
@@ -31,22 +33,25 @@ MAX_WAIT_S = 1.0
 
 
 @dataclass
-class _Budget:
+class CallTrace:
+    """What the requests made inside one `call_kind` block did: how many were handed to the network."""
+
     kind: CallKind
-    prepaid: int = 0
+    written: int = 0
 
 
-_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("smsq_call_budget", default=None)
+_trace: contextvars.ContextVar[CallTrace | None] = contextvars.ContextVar("smsq_call_trace", default=None)
 
 
 @contextlib.contextmanager
-def call_kind(kind: CallKind, *, prepaid: int = 0) -> Iterator[None]:
-    """Requests made inside count as `kind`; the first `prepaid` of them use slots already taken."""
-    token = _budget.set(_Budget(kind, prepaid))
+def call_kind(kind: CallKind) -> Iterator[CallTrace]:
+    """Requests made inside count as `kind`; the yielded trace says whether any reached the network."""
+    trace = CallTrace(kind)
+    token = _trace.set(trace)
     try:
-        yield
+        yield trace
     finally:
-        _budget.reset(token)
+        _trace.reset(token)
 
 
 def take_slot(
@@ -63,34 +68,40 @@ def take_slot(
         if wait_s == 0.0:
             return 0.0
         remaining_s = max_wait_s - slept_s
+        if limiter.on_wait is not None:
+            limiter.on_wait(kind, wait_s)
         if wait_s > remaining_s:
-            if limiter.on_wait is not None:
-                limiter.on_wait(kind, wait_s)
             return wait_s
         nap_s = max(wait_s, 0.001)
-        if limiter.on_wait is not None:
-            limiter.on_wait(kind, nap_s)
         sleep(nap_s)
         slept_s += nap_s
 
 
 class LimitedTransport(httpx.BaseTransport):
-    """An httpx transport that takes a limiter slot before every request."""
+    """An httpx transport that takes a limiter slot right before every request."""
 
-    def __init__(self, inner: httpx.BaseTransport, limiter: RedisRateLimiter, connection: str) -> None:
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        limiter: RedisRateLimiter,
+        connection: str,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._inner = inner
         self._limiter = limiter
         self._connection = connection
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._stale_after_s = limiter.margin_s / 2
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        budget = _budget.get() or _Budget("poll")
-        if budget.prepaid > 0:
-            budget.prepaid -= 1
-        else:
-            wait_s = take_slot(self._limiter, budget.kind)
-            if wait_s:
-                raise RateLimitExceeded(wait_s)
         operation = _operation(request)
+        trace = _trace.get()
+        self._grant(trace.kind if trace is not None else "poll")
+        if trace is not None:
+            trace.written += 1
         try:
             response = self._inner.handle_request(request)
         except httpx.TransportError as exc:
@@ -100,6 +111,31 @@ class LimitedTransport(httpx.BaseTransport):
         if response.status_code == 429:
             self._limiter.pause(parse_retry_after(response.headers.get("Retry-After")) or 1.0)
         return response
+
+    def _grant(self, kind: CallKind) -> None:
+        """Take a slot; if it went stale before we got it back, take another (the margin must hold).
+
+        The grant happened inside the Redis round trip, so "now minus when we asked" bounds the time
+        from grant to here; only the inner transport's own work (keep-alive: no connect) follows.
+        """
+        waited_s = 0.0
+        while True:
+            asked_at = self._monotonic()
+            wait_s = self._limiter.try_acquire(kind)
+            if wait_s == 0.0:
+                delay_s = self._monotonic() - asked_at
+                if delay_s <= self._stale_after_s:
+                    GRANT_TO_WIRE.labels(self._connection).observe(delay_s)
+                    return
+                STALE_GRANTS.labels(self._connection).inc()
+                continue
+            if self._limiter.on_wait is not None:
+                self._limiter.on_wait(kind, wait_s)
+            if waited_s + wait_s > MAX_WAIT_S:
+                raise RateLimitExceeded(wait_s)
+            nap_s = max(wait_s, 0.001)
+            self._sleep(nap_s)
+            waited_s += nap_s
 
     def close(self) -> None:
         self._inner.close()

@@ -20,11 +20,26 @@ from worker.providers import RetarusClient, RetarusHttpClient, SendmodeClient
 
 @dataclass
 class ProviderCall:
-    """One provider call to make: its recipients and how to make it."""
+    """One provider call to make: its recipients and how to make it.
+
+    `body` (Retarus REST) is the exact request body, stored with the submission before the call so that
+    a resend after "absent" repeats it unchanged (`resend_call`).
+    """
 
     recipients: list[Recipient]
     job_ids: list[str]
     run: Callable[[Any], str | None]  # client -> provider job id (None: the API returns none)
+    body: dict[str, Any] | None = None
+
+
+def resend_call(body: dict[str, Any]) -> Callable[[Any], str | None]:
+    """How to send a stored Retarus body again, unchanged."""
+    request = JobRequest.model_validate(body)
+
+    def run(client: RetarusClient) -> str:
+        return client.send_job(request)
+
+    return run
 
 
 def build_calls(provider: ProviderKey, jobs: Sequence[Job], ready: list[Recipient]) -> list[ProviderCall]:
@@ -57,12 +72,13 @@ def _retarus_call(jobs: dict[str, Job], ready: list[Recipient]) -> ProviderCall:
                 item["blackoutPeriods"] = row.blackouts
             recipients.append(item)
         messages.append({"text": text, "recipients": recipients})
-    body = JobRequest.model_validate({"messages": messages, "options": options})
+    request = JobRequest.model_validate({"messages": messages, "options": options})
+    body = request.model_dump(mode="json", exclude_none=True)
 
     def run(client: RetarusClient) -> str:
-        return client.send_job(body)
+        return client.send_job(request)
 
-    return ProviderCall(ready, sorted({row.job_id for row in ready}), run)
+    return ProviderCall(ready, sorted({row.job_id for row in ready}), run, body)
 
 
 def _sendmode_calls(jobs: dict[str, Job], ready: list[Recipient]) -> list[ProviderCall]:

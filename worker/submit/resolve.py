@@ -1,12 +1,15 @@
-"""Resolving a provider call whose fate is unknown, without ever sending blindly twice.
+"""Resolving a provider call whose fate is unknown, without ever sending an SMS twice.
 
 A submission is left `in_flight` when the worker died mid-call, the read timed out, the answer was
 unreadable, or Retarus answered 409 to a duplicate. `resolve_submission` settles it:
 
-- Retarus REST v1: list the jobs received in the attempt's time window (every data center, every
-  page) and read the recipients of each unknown job; a job carrying one of the submission's
-  recipient ids as customerRef is ours (-> `accepted`, polled as usual). If none does, the call never
-  arrived (-> `absent`): its recipients go back to their jobs and are submitted again.
+- Retarus REST v1: list the jobs received around the attempt (every data center, every page) and read
+  the recipients of each job we do not know; a job carrying one of the submission's recipient ids as
+  customerRef is ours (-> `accepted`, polled as usual). If none does, the call is declared absent only
+  once it is older than the settle time: the client's timeout plus `provider_accept_allowance_s`, on the
+  database's clock. Then the exact body of the original call is sent again, with duplicateDetection, in a
+  new submission (`resend_of` names the original): should the original still arrive, the provider
+  refuses it as a duplicate, and if the original got there first the resend is refused and looked up.
 - HTTP Simple and Sendmode have no way to look a message up. The call may have reached the provider,
   so its recipients are closed with outcome `unknown` and a reason, never resent.
 """
@@ -14,7 +17,7 @@ unreadable, or Retarus answered 409 to a duplicate. `resolve_submission` settles
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import update
@@ -23,37 +26,79 @@ from sqlmodel import col, select
 from models.db import transaction, utc
 from models.enums import Outcome, ProviderKey
 from models.tables import Recipient, Submission, SubmissionState
-from worker.errors import ProviderError, RateLimitExceeded
+from worker.errors import (
+    DeliveryUnknown,
+    DuplicateJob,
+    PermanentProviderError,
+    ProviderError,
+    RateLimitExceeded,
+)
+from worker.metrics.counters import RECIPIENTS_SUBMITTED
 from worker.providers import RetarusClient
 from worker.rate_limit.transport import call_kind
-from worker.runtime import Runtime, SendTask
-from worker.submit.dispatch import first_poll_at
-from worker.submit.settle import settle_jobs
+from worker.runtime import Runtime
+from worker.submit.calls import resend_call
+from worker.submit.record import accept
+from worker.submit.settle import Requeued, settle_jobs
+from worker.submit.submissions import clip, move_submission_if
 
 log = logging.getLogger("smsq.resolve")
 
-Resolution = Literal["found", "absent", "unknown", "pending", "done"]
+Resolution = Literal["found", "absent", "resent", "unknown", "pending", "done"]
 
-#: How far around the attempt's start the listing looks (clock differences, slow acceptance).
+#: How far around the attempt's start the listing looks (slow acceptance, clock differences).
 LOOKUP_SLACK = timedelta(minutes=2)
-#: A call younger than this may still be in the provider's pipeline: look again later, not "absent".
-SETTLE_AFTER = timedelta(seconds=5)
+#: A resend's lookup also covers the original's window: the provider's duplicate window (10 min) and slack.
+RESEND_LOOKBACK = timedelta(minutes=12)
+
+_S = SubmissionState
 
 
-def resolve_submission(sub_id: str, rt: Runtime) -> tuple[Resolution, list[SendTask]]:
-    """Look an `in_flight` submission up at the provider; returns what was found and jobs to publish."""
+def settle_time(rt: Runtime, connection: str) -> timedelta:
+    """How old an unanswered call must be before "not listed" may mean "never arrived"."""
+    conn = rt.connection(connection)
+    return timedelta(
+        seconds=conn.timeout_s + conn.connect_timeout_s + rt.settings.provider_accept_allowance_s
+    )
+
+
+def resolve_submission(sub_id: str, rt: Runtime) -> tuple[Resolution, list[Requeued]]:
+    """Look an `in_flight` submission up at the provider; returns what happened and jobs queued again."""
     with transaction(rt.sessions) as session:
         sub = session.get(Submission, sub_id)
-        if sub is None or sub.state != SubmissionState.IN_FLIGHT:
+        if sub is None or sub.state != _S.IN_FLIGHT:
             return "done", []
         rows = list(session.exec(select(Recipient).where(Recipient.submission_id == sub_id)))
-    ours = {row.id for row in rows}
     job_ids = sorted({row.job_id for row in rows})
-    now = rt.clock.now()
-    started = utc(sub.started_at) or now
     if ProviderKey(sub.provider) is not ProviderKey.RETARUS:
         _close_unknown(rt, sub_id, f"{sub.provider} offers no lookup; not resent to avoid a duplicate SMS")
         return "unknown", settle_jobs(rt, job_ids)
+    try:
+        found = _look_up(rt, sub, {row.id for row in rows})
+    except (ProviderError, RateLimitExceeded) as exc:
+        log.info("lookup of submission %s postponed: %s", sub_id, type(exc).__name__)
+        return "pending", []
+    if found is not None:
+        _note(rt, sub_id, "found at the provider by customerRef")
+        accept(rt, sub_id, None, ProviderKey.RETARUS, found)
+        return "found", settle_jobs(rt, job_ids)
+    now = rt.clock.now()
+    if now - (utc(sub.started_at) or now) < settle_time(rt, sub.connection):
+        return "pending", []
+    if sub.body is None:
+        _close_absent(rt, sub_id, release=True)  # a row from before bodies were stored: send again anew
+        return "absent", settle_jobs(rt, job_ids)
+    resend_id = _open_resend(rt, sub)
+    if resend_id is None:
+        return "done", []
+    return _resend(rt, resend_id, sub.body, job_ids, len(rows))
+
+
+def _look_up(rt: Runtime, sub: Submission, ours: set[str]) -> str | None:
+    """The provider job id that carries our recipients, or None when the listing shows none."""
+    now = rt.clock.now()
+    started = utc(sub.started_at) or now
+    since = started - (RESEND_LOOKBACK if sub.resend_of else LOOKUP_SLACK)
     client = rt.client(sub.connection)
     assert isinstance(client, RetarusClient)
     with transaction(rt.sessions) as session:
@@ -61,57 +106,101 @@ def resolve_submission(sub_id: str, rt: Runtime) -> tuple[Resolution, list[SendT
             session.exec(
                 select(Submission.provider_job_id)
                 .where(col(Submission.provider_job_id).is_not(None))
-                .where(Submission.started_at >= started - LOOKUP_SLACK)
+                .where(Submission.started_at >= since - LOOKUP_SLACK)
             )
         )
+    with call_kind("poll"):
+        for provider_job_id in client.list_jobs(from_ts=since, to_ts=now + LOOKUP_SLACK):
+            if provider_job_id in known:
+                continue
+            if any(report.customer_ref in ours for report in client.recipient_reports(provider_job_id)):
+                return provider_job_id
+    return None
+
+
+def _open_resend(rt: Runtime, sub: Submission) -> str | None:
+    """Original `in_flight -> absent`, and a new `in_flight` submission with the same body and recipients."""
+    now = rt.clock.now()
+    resend = Submission(
+        connection=sub.connection,
+        provider=sub.provider,
+        state=_S.IN_FLIGHT,
+        recipient_count=sub.recipient_count,
+        started_at=now,
+        not_before=sub.not_before,
+        blackouts=sub.blackouts,
+        poll_deadline=sub.poll_deadline,
+        body=sub.body,
+        resend_of=sub.id,
+        reason="resend of an absent call, same body, duplicateDetection on",
+    )
+    with transaction(rt.sessions) as session:
+        reason = f"{sub.reason or 'no answer'} -> not listed at the provider after the settle time; resent"
+        if not move_submission_if(session, sub.id, _S.IN_FLIGHT, _S.ABSENT, now, reason=reason):
+            return None  # resolved meanwhile by someone else
+        session.add(resend)
+        session.flush()
+        session.execute(
+            update(Recipient)
+            .where(col(Recipient.submission_id) == sub.id)
+            .values(submission_id=resend.id, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return resend.id
+
+
+def _resend(
+    rt: Runtime, resend_id: str, body: dict[str, object], job_ids: list[str], count: int
+) -> tuple[Resolution, list[Requeued]]:
+    """Send the stored body again. Any answer but acceptance or refusal leaves it in flight: looked up later."""
+    with transaction(rt.sessions) as session:
+        connection = session.get(Submission, resend_id).connection  # type: ignore[union-attr]
+    client = rt.client(connection)
     try:
-        with call_kind("poll"):
-            candidates = client.list_jobs(from_ts=started - LOOKUP_SLACK, to_ts=now + LOOKUP_SLACK)
-            for provider_job_id in candidates:
-                if provider_job_id in known:
-                    continue
-                reports = client.recipient_reports(provider_job_id)
-                if any(report.customer_ref in ours for report in reports):
-                    _close_found(rt, sub_id, provider_job_id)
-                    return "found", settle_jobs(rt, job_ids)
+        with call_kind("send"):
+            provider_job_id = resend_call(body)(client)
+    except PermanentProviderError as exc:
+        if isinstance(exc, DuplicateJob):
+            _note(rt, resend_id, "duplicate refused: the original arrived after all; looked up next")
+            return "pending", []
+        _close_refused(rt, resend_id, str(exc))
+        return "resent", settle_jobs(rt, job_ids)
     except (ProviderError, RateLimitExceeded) as exc:
-        log.info("lookup of submission %s postponed: %s", sub_id, type(exc).__name__)
+        kind = "delivery unknown" if isinstance(exc, DeliveryUnknown) else "not sent"
+        _note(rt, resend_id, f"resend {kind}: {type(exc).__name__}; looked up next")
         return "pending", []
-    if now - started < SETTLE_AFTER:
-        return "pending", []
-    _close_absent(rt, sub_id)
-    return "absent", settle_jobs(rt, job_ids)
+    accept(rt, resend_id, None, ProviderKey.RETARUS, provider_job_id)
+    RECIPIENTS_SUBMITTED.labels(connection).inc(count)
+    return "resent", settle_jobs(rt, job_ids)
 
 
-def _close_found(rt: Runtime, sub_id: str, provider_job_id: str) -> None:
-    now = rt.clock.now()
+def _note(rt: Runtime, sub_id: str, text: str) -> None:
     with transaction(rt.sessions) as session:
         sub = session.get(Submission, sub_id)
-        assert sub is not None
-        sub.state, sub.provider_job_id, sub.completed_at = SubmissionState.ACCEPTED, provider_job_id, now
-        sub.next_poll_at = first_poll_at(sub, now, rt)
-        sub.reason = (sub.reason or "") + " -> found at the provider by customerRef"
-        session.add(sub)
-        session.execute(
-            update(Recipient)
-            .where(col(Recipient.submission_id) == sub_id)
-            .values(provider_job_id=provider_job_id, updated_at=now)
-        )
+        if sub is not None:
+            sub.reason = clip(f"{sub.reason}; {text}" if sub.reason else text)
+            session.add(sub)
 
 
-def _close_absent(rt: Runtime, sub_id: str) -> None:
+def _close_refused(rt: Runtime, sub_id: str, reason: str) -> None:
+    now = rt.clock.now()
+    detail = clip(f"refused by the provider: {reason}")
+    with transaction(rt.sessions) as session:
+        if move_submission_if(session, sub_id, _S.IN_FLIGHT, _S.FAILED, now, reason=detail):
+            _finish_open(session, sub_id, Outcome.FAILED, detail, now)
+
+
+def _close_absent(rt: Runtime, sub_id: str, *, release: bool) -> None:
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
-        sub = session.get(Submission, sub_id)
-        assert sub is not None
-        sub.state, sub.completed_at = SubmissionState.ABSENT, now
-        sub.reason = (sub.reason or "") + " -> proven absent at the provider; recipients resubmitted"
-        session.add(sub)
-        session.execute(
-            update(Recipient)
-            .where(col(Recipient.submission_id) == sub_id)
-            .values(submission_id=None, updated_at=now)
-        )
+        reason = "proven absent at the provider; recipients resubmitted"
+        if move_submission_if(session, sub_id, _S.IN_FLIGHT, _S.ABSENT, now, reason=reason) and release:
+            session.execute(
+                update(Recipient)
+                .where(col(Recipient.submission_id) == sub_id)
+                .values(submission_id=None, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def _close_unknown(rt: Runtime, sub_id: str, reason: str) -> None:
@@ -119,11 +208,15 @@ def _close_unknown(rt: Runtime, sub_id: str, reason: str) -> None:
     with transaction(rt.sessions) as session:
         sub = session.get(Submission, sub_id)
         assert sub is not None
-        detail = f"{sub.reason or 'delivery unknown'}; {reason}"[:500]
-        sub.state, sub.completed_at, sub.finished_at, sub.reason = SubmissionState.UNKNOWN, now, now, detail
-        session.add(sub)
-        session.execute(
-            update(Recipient)
-            .where(col(Recipient.submission_id) == sub_id, col(Recipient.final).is_(False))
-            .values(outcome=Outcome.UNKNOWN, final=True, reason=detail, finished_ts=now, updated_at=now)
-        )
+        detail = clip(f"{sub.reason or 'delivery unknown'}; {reason}")
+        if move_submission_if(session, sub_id, _S.IN_FLIGHT, _S.UNKNOWN, now, reason=detail):
+            _finish_open(session, sub_id, Outcome.UNKNOWN, detail or "", now)
+
+
+def _finish_open(session: object, sub_id: str, outcome: Outcome, reason: str | None, now: datetime) -> None:
+    session.execute(  # type: ignore[attr-defined]
+        update(Recipient)
+        .where(col(Recipient.submission_id) == sub_id, col(Recipient.final).is_(False))
+        .values(outcome=outcome, final=True, reason=reason, finished_ts=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )

@@ -3,15 +3,20 @@
 A job with a call of unknown fate stays `submitting`; one whose recipients are all final becomes
 terminal (`finished`, `expired`, `rejected`, `failed`); one with recipients still to send goes back to
 `queued` (now, or after a backoff with jitter when the provider failed) or `scheduled` (held by its
-windows); otherwise it is `submitted`.
+windows); otherwise it is `submitted`. Every move goes through `worker.submit.submissions`.
+
+`settle_submitted` is the fast path of a clean round (every claimed recipient went out in an accepted
+call): one UPDATE for the whole batch instead of a read and a write per job.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import exists
 from sqlmodel import col, select
 
 from models.db import transaction, utc
@@ -24,11 +29,24 @@ from worker.errors import (
     RateLimitExceeded,
     RetryableProviderError,
 )
-from worker.runtime import Runtime, SendTask
+from worker.runtime import Runtime
+from worker.submit.submissions import clip, move_job, move_jobs
+
+Failure = ProviderError | RateLimitExceeded
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """A job that is `queued` again: its connection must be woken within `delay_s`."""
+
+    job_id: str
+    connection: str
+    express: bool
+    delay_s: float = 0.0
 
 
 def finish_recipient(row: Recipient, outcome: Outcome, reason: str, now: datetime) -> None:
-    row.outcome, row.final, row.reason, row.updated_at = outcome, True, reason, now
+    row.outcome, row.final, row.reason, row.updated_at = outcome, True, clip(reason), now
     row.finished_ts = row.finished_ts or now
 
 
@@ -38,16 +56,33 @@ def backoff_s(attempt: int, cap_s: float) -> float:
     return base * random.uniform(0.5, 1.0)
 
 
+def settle_submitted(rt: Runtime, job_ids: Sequence[str], token: str) -> int:
+    """Jobs of claim `token` with no recipient left unsent move to `submitted` in one statement."""
+    now = rt.clock.now()
+    unsent = exists().where(
+        col(Recipient.job_id) == col(Job.id),
+        col(Recipient.final).is_(False),
+        col(Recipient.submission_id).is_(None),
+    )
+    with transaction(rt.sessions) as session:
+        return move_jobs(
+            session, job_ids, JobState.SUBMITTED, now, sources=[JobState.SUBMITTING],
+            extra_where=[Job.claim_token == token, ~unsent],
+        )  # fmt: skip
+
+
 def settle_jobs(
     rt: Runtime,
     job_ids: Sequence[str],
     *,
-    failure: ProviderError | RateLimitExceeded | None = None,
-    retry_at: datetime | None = None,
-) -> list[SendTask]:
-    """Move each job to the state its recipients imply; returns send tasks for jobs queued again."""
+    failure: Failure | None = None,
+    retry: bool = False,
+) -> list[Requeued]:
+    """Move each job to the state its recipients imply; returns the jobs queued again."""
+    if not job_ids:
+        return []
     now = rt.clock.now()
-    requeue: list[SendTask] = []
+    requeue: list[Requeued] = []
     with transaction(rt.sessions) as session:
         jobs = list(session.exec(select(Job).where(col(Job.id).in_(job_ids))))
         rows = list(session.exec(select(Recipient).where(col(Recipient.job_id).in_(job_ids))))
@@ -63,71 +98,67 @@ def settle_jobs(
         for row in rows:
             by_job.setdefault(row.job_id, []).append(row)
         for job in jobs:
-            task = _settle(job, by_job.get(job.id, []), in_flight, now, rt, failure, retry_at)
-            if task is not None:
-                requeue.append(task)
+            delay_s = _settle(job, by_job.get(job.id, []), in_flight, now, rt, failure if retry else None)
+            if delay_s is not None:
+                requeue.append(Requeued(job.id, job.connection, job.qos_rank == 0, delay_s))
             session.add(job)
-        for rows_of_job in by_job.values():
-            for row in rows_of_job:
-                session.add(row)
+        session.add_all(rows)
     return requeue
 
 
 def _settle(
-    job: Job,
-    rows: list[Recipient],
-    in_flight: set[str],
-    now: datetime,
-    rt: Runtime,
-    failure: ProviderError | RateLimitExceeded | None,
-    retry_at: datetime | None,
-) -> SendTask | None:
-    job.updated_at = now
+    job: Job, rows: list[Recipient], in_flight: set[str], now: datetime, rt: Runtime, failure: Failure | None
+) -> float | None:
+    """Settle one job; returns the delay after which it is due again when it was queued again."""
+    if JobState(job.state).is_terminal:
+        return None
     if any(row.submission_id in in_flight for row in rows):
         return None  # fate unknown: stays `submitting` until looked up
-    job.claim_token = None
     unsent = [row for row in rows if not row.final and row.submission_id is None]
     if not rows or all(row.final for row in rows):
-        job.state = terminal_state(job, rows)
-        job.finished_at = job.finished_at or now
+        move_job(job, terminal_state(job, rows), now)
         return None
     if not unsent:
-        job.state = JobState.SUBMITTED
-        job.submitted_at = job.submitted_at or now
+        move_job(job, JobState.SUBMITTED, now)
         return None
-    if retry_at is not None and isinstance(failure, ProviderAuthError):
-        job.reason = f"waiting for valid credentials: {failure}"[:500]
+    if isinstance(failure, ProviderAuthError):
+        # Wrong credentials are an operator's problem: keep the jobs and try again later.
         delay_s = rt.settings.retry_backoff_max_s
-        job.state, job.due_at = JobState.QUEUED, now + timedelta(seconds=delay_s)
-        return SendTask(job.id, express=job.qos_rank == 0, countdown_s=delay_s)
-    if (
-        retry_at is not None
-        and isinstance(failure, RetryableProviderError)
-        and not isinstance(failure, ProviderThrottled)
-    ):
-        job.attempts += 1
-        job.reason = str(failure)[:500]
-        if job.attempts > rt.settings.send_max_retries:
-            for row in unsent:
-                finish_recipient(row, Outcome.FAILED, f"retries exhausted: {failure}"[:500], now)
-            job.reason = f"failed after {job.attempts} attempts: {failure}"[:500]
-            job.state = terminal_state(job, rows) if all(r.final for r in rows) else JobState.SUBMITTED
-            if job.state.is_terminal:
-                job.finished_at = job.finished_at or now
-            return None
-        delay_s = backoff_s(job.attempts, rt.settings.retry_backoff_max_s)
-        job.state, job.due_at = JobState.QUEUED, now + timedelta(seconds=delay_s)
-        return SendTask(job.id, express=job.qos_rank == 0, countdown_s=delay_s)
-    due = min((utc(row.due_at) or now for row in unsent), default=now)
+        move_job(job, JobState.QUEUED, now, reason=f"waiting for valid credentials: {failure}")
+        job.due_at = now + timedelta(seconds=delay_s)
+        return delay_s
+    if isinstance(failure, RetryableProviderError) and not isinstance(failure, ProviderThrottled):
+        return _retry_or_fail(job, rows, unsent, now, rt, failure)
     wait_s = 0.0
-    if isinstance(failure, ProviderThrottled | RateLimitExceeded):
-        wait_s = failure.retry_after_s or 1.0 if isinstance(failure, ProviderThrottled) else failure.wait_s
-    job.due_at = max(due, now)
-    if job.due_at > now:
-        job.state = JobState.SCHEDULED
+    if isinstance(failure, ProviderThrottled):
+        wait_s = failure.retry_after_s or 1.0
+    elif isinstance(failure, RateLimitExceeded):
+        wait_s = failure.wait_s
+    due = max(min((utc(row.due_at) or now for row in unsent), default=now), now)
+    if due > now:
+        move_job(job, JobState.SCHEDULED, now)
+        job.due_at = due
         return None
-    job.state = JobState.QUEUED
-    return SendTask(job.id, express=job.qos_rank == 0, countdown_s=wait_s or None)
+    move_job(job, JobState.QUEUED, now)
+    job.due_at = now + timedelta(seconds=wait_s)
+    return wait_s
+
+
+def _retry_or_fail(
+    job: Job, rows: list[Recipient], unsent: list[Recipient], now: datetime, rt: Runtime, failure: Failure
+) -> float | None:
+    job.attempts += 1
+    if job.attempts > rt.settings.send_max_retries:
+        for row in unsent:
+            finish_recipient(row, Outcome.FAILED, f"retries exhausted: {failure}", now)
+        job.reason = clip(f"failed after {job.attempts} attempts: {failure}")
+        final = all(r.final for r in rows)
+        move_job(job, terminal_state(job, rows) if final else JobState.SUBMITTED, now)
+        return None
+    delay_s = backoff_s(job.attempts, rt.settings.retry_backoff_max_s)
+    move_job(job, JobState.QUEUED, now, reason=str(failure))
+    job.due_at = now + timedelta(seconds=delay_s)
+    return delay_s
 
 
 def terminal_state(job: Job, rows: list[Recipient]) -> JobState:
@@ -135,16 +166,9 @@ def terminal_state(job: Job, rows: list[Recipient]) -> JobState:
     if outcomes == {Outcome.EXPIRED}:
         job.reason = job.reason or (rows[0].reason if rows else None)
         return JobState.EXPIRED
-    if (
-        job.reason
-        and job.reason.startswith("refused by the provider")
-        and outcomes <= {Outcome.FAILED, Outcome.SUPPRESSED, Outcome.EXPIRED}
-    ):
+    lost = outcomes <= {Outcome.FAILED, Outcome.SUPPRESSED, Outcome.EXPIRED}
+    if lost and job.reason and job.reason.startswith("refused by the provider"):
         return JobState.REJECTED
-    if (
-        job.reason
-        and job.reason.startswith("failed after")
-        and outcomes <= {Outcome.FAILED, Outcome.SUPPRESSED, Outcome.EXPIRED}
-    ):
+    if lost and job.reason and job.reason.startswith(("failed after", "cannot be sent")):
         return JobState.FAILED
     return JobState.FINISHED

@@ -1,0 +1,250 @@
+"""Recording a submission round: load the claim, commit each call's evidence, write its answer.
+
+Every write of the send path lives here and moves states only through `worker.submit.submissions`:
+a call's `Submission` row is committed `in_flight` (with the exact Retarus body) before the call is
+made, and leaves that state exactly once. An answer for a submission that was meanwhile resolved
+otherwise (a late acceptance after "absent") is recorded as a conflict for the operator, never written
+over the resolution.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from models.db import transaction, utc
+from models.enums import JobState, Outcome, ProviderKey
+from models.intervals import parse_datetime, parse_interval
+from models.tables import Job, Recipient, Submission, SubmissionState, Suppression
+from models.windows import poll_time, send_decision, validity_deadline
+from worker.metrics.counters import SUBMISSION_CONFLICTS
+from worker.runtime import Runtime
+from worker.submit.calls import ProviderCall, build_calls
+from worker.submit.settle import finish_recipient
+from worker.submit.submissions import clip, move_submission_if
+
+log = logging.getLogger("smsq.record")
+
+_S = SubmissionState
+
+
+def load_claim(
+    rt: Runtime, provider: ProviderKey, token: str
+) -> tuple[list[str], list[Job], list[ProviderCall]]:
+    """The claimed jobs, and the provider calls that carry their recipients ready to go now."""
+    now = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        jobs = list(session.exec(select(Job).where(Job.claim_token == token).order_by(col(Job.created_at))))
+        job_ids = [job.id for job in jobs]
+        pending = list(
+            session.exec(
+                select(Recipient)
+                .where(col(Recipient.job_id).in_(job_ids), col(Recipient.final).is_(False))
+                .where(col(Recipient.submission_id).is_(None))
+                .order_by(col(Recipient.job_id), col(Recipient.message_index), col(Recipient.position))
+            )
+        )
+        ready = _apply_local_rules(session, jobs, pending, provider, now)
+    return job_ids, jobs, build_calls(provider, jobs, ready)
+
+
+def _apply_local_rules(
+    session: Session, jobs: Sequence[Job], pending: list[Recipient], provider: ProviderKey, now: datetime
+) -> list[Recipient]:
+    """Skip suppressed numbers; for providers without windows, hold or expire recipients locally."""
+    suppressed = set(
+        session.exec(select(Suppression.dst).where(col(Suppression.dst).in_({r.dst for r in pending})))
+    )
+    by_id = {job.id: job for job in jobs}
+    ready: list[Recipient] = []
+    for row in pending:
+        if row.dst in suppressed:
+            finish_recipient(row, Outcome.SUPPRESSED, "number is on the suppression list (opted out)", now)
+            session.add(row)
+            continue
+        if provider is not ProviderKey.RETARUS:
+            job = by_id[row.job_id]
+            options = job.request.get("options", {})
+            blackouts = row.blackouts if row.blackouts is not None else options.get("blackoutPeriods", [])
+            decision = send_decision(
+                now,
+                created_at=utc(job.created_at) or now,
+                job_period=parse_datetime(options["jobPeriod"]) if options.get("jobPeriod") else None,
+                validity_min=options.get("validityMin"),
+                blackouts=[parse_interval(text) for text in blackouts],
+            )
+            if decision.action != "send":
+                if decision.action == "expire":
+                    finish_recipient(row, Outcome.EXPIRED, decision.reason, now)
+                else:
+                    row.due_at = decision.at
+                session.add(row)
+                continue
+        ready.append(row)
+    return ready
+
+
+def open_submission(
+    rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[Job], call: ProviderCall
+) -> str:
+    """Commit the evidence of a call before making it: a crash mid-call leaves an `in_flight` row."""
+    now = rt.clock.now()
+    head = next(job for job in jobs if job.id == call.job_ids[0])
+    options = head.request.get("options", {})
+    job_period = parse_datetime(options["jobPeriod"]) if options.get("jobPeriod") else None
+    start = max(utc(head.created_at) or now, job_period or now)
+    deadline = validity_deadline(start, options.get("validityMin"))
+    sub = Submission(
+        connection=connection,
+        provider=provider.value,
+        state=_S.IN_FLIGHT,
+        recipient_count=len(call.recipients),
+        started_at=now,
+        not_before=job_period,
+        blackouts=options.get("blackoutPeriods"),
+        poll_deadline=deadline + timedelta(seconds=rt.settings.validity_grace_s),
+        body=call.body,
+    )
+    with transaction(rt.sessions) as session:
+        session.add(sub)
+        session.flush()
+        session.execute(
+            update(Recipient)
+            .where(col(Recipient.id).in_([row.id for row in call.recipients]))
+            .values(submission_id=sub.id, updated_at=now)
+        )
+    return sub.id
+
+
+def accept(
+    rt: Runtime, sub_id: str, call: ProviderCall | None, provider: ProviderKey, provider_job_id: str | None
+) -> bool:
+    """The provider accepted the call: `in_flight -> accepted` (Sendmode: `finished`, accepted is final).
+
+    Returns False, and records a conflict, when the submission was resolved otherwise meanwhile.
+    """
+    now = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        sub = session.get(Submission, sub_id)
+        assert sub is not None
+        if provider is ProviderKey.SENDMODE:
+            moved = move_submission_if(session, sub_id, _S.IN_FLIGHT, _S.FINISHED, now)
+            values: dict[str, Any] = {
+                "outcome": Outcome.ACCEPTED,
+                "final": True,
+                "finished_ts": now,
+                "updated_at": now,
+                "reason": "accepted by Sendmode (no delivery status available)",
+            }
+        else:
+            next_poll_at = first_poll_at(sub, now, rt)
+            moved = move_submission_if(
+                session, sub_id, _S.IN_FLIGHT, _S.ACCEPTED, now,
+                provider_job_id=provider_job_id, next_poll_at=next_poll_at,
+            )  # fmt: skip
+            values = {"provider_job_id": provider_job_id, "updated_at": now}
+        if not moved:
+            _record_conflict(session, sub, provider_job_id, now)
+            return False
+        session.execute(
+            update(Recipient)
+            .where(col(Recipient.submission_id) == sub_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    return True
+
+
+def _record_conflict(session: Session, sub: Submission, provider_job_id: str | None, now: datetime) -> None:
+    session.expire(sub)
+    current = session.get(Submission, sub.id)
+    assert current is not None
+    note = f"{now.isoformat()}: accepted late as {provider_job_id or '(no id)'} after it was {current.state}"
+    current.conflict = clip(f"{current.conflict}; {note}" if current.conflict else note)
+    session.add(current)
+    SUBMISSION_CONFLICTS.labels(current.connection).inc()
+    log.warning("submission %s: %s", current.id, note)
+
+
+def first_poll_at(sub: Submission, now: datetime, rt: Runtime) -> datetime:
+    """The first look at a new provider job: one poll interval on, never before jobPeriod or in a blackout."""
+    return poll_time(
+        now,
+        attempt=0,
+        base_s=rt.settings.poll_interval_s,
+        max_s=rt.settings.poll_max_interval_s,
+        job_period=utc(sub.not_before),
+        blackouts=[parse_interval(text) for text in sub.blackouts or []],
+        not_after=utc(sub.poll_deadline),
+    )
+
+
+def close_failed(rt: Runtime, sub_id: str, reason: str) -> None:
+    """The call is known not to have created anything: release its recipients for another call."""
+    now = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        if move_submission_if(session, sub_id, _S.IN_FLIGHT, _S.FAILED, now, reason=reason):
+            _release_recipients(session, sub_id, now)
+
+
+def _release_recipients(session: Session, sub_id: str, now: datetime) -> None:
+    session.execute(
+        update(Recipient)
+        .where(col(Recipient.submission_id) == sub_id, col(Recipient.final).is_(False))
+        .values(submission_id=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_unknown(rt: Runtime, sub_id: str, reason: str) -> None:
+    """The call may have reached the provider: it stays `in_flight` until `resolve` looks it up."""
+    with transaction(rt.sessions) as session:
+        sub = session.get(Submission, sub_id)
+        if sub is not None and sub.state == _S.IN_FLIGHT:
+            sub.reason = clip(f"delivery unknown: {reason}")
+            session.add(sub)
+
+
+def reject(rt: Runtime, sub_id: str, call: ProviderCall, reason: str) -> None:
+    """The provider refused the call for good: its recipients fail, its jobs carry the reason."""
+    _fail_call(rt, sub_id, call, f"refused by the provider: {reason}")
+
+
+def reject_unsendable(rt: Runtime, sub_id: str, call: ProviderCall, error: str) -> None:
+    """The request could not be built or written (nothing left): its recipients fail with a reason."""
+    _fail_call(rt, sub_id, call, f"cannot be sent: the request could not be built ({error})")
+
+
+def _fail_call(rt: Runtime, sub_id: str, call: ProviderCall, reason: str) -> None:
+    now = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        if not move_submission_if(session, sub_id, _S.IN_FLIGHT, _S.FAILED, now, reason=reason):
+            return
+        session.execute(
+            update(Recipient)
+            .where(col(Recipient.id).in_([r.id for r in call.recipients]))
+            .values(outcome=Outcome.FAILED, final=True, reason=clip(reason), finished_ts=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(Job)
+            .where(col(Job.id).in_(call.job_ids))
+            .values(reason=clip(reason))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def isolate(rt: Runtime, job_ids: Sequence[str]) -> None:
+    """A shared call was refused: every job in it goes alone next time, so one bad job spoils only itself."""
+    with transaction(rt.sessions) as session:
+        session.execute(
+            update(Job)
+            .where(col(Job.id).in_(job_ids), col(Job.state) == JobState.SUBMITTING)
+            .values(solo=True)
+            .execution_options(synchronize_session=False)
+        )
