@@ -172,7 +172,8 @@ def render_markdown(report: BenchReport) -> str:
     add("```")
     add("")
     add(
-        "It needs Redis on 127.0.0.1:6379 (it uses and flushes db 12 only) and, for the PostgreSQL rows, "
+        "It needs Redis on 127.0.0.1:6379 or where `SMSQ_TEST_REDIS_URL` points (it uses and flushes db 12 "
+        "only: the URL's db plus 12) and, for the PostgreSQL rows, "
         "PostgreSQL on 127.0.0.1:5432 (it creates and drops the database `smsq_bench`; `--no-postgres` "
         "skips them). The provider is the sandbox (`sandbox/`), served over real HTTP from a thread of the "
         "benchmark process; workers are real `celery -A worker.app worker` processes; the database is a "

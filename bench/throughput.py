@@ -8,7 +8,8 @@
    included, on a SQLite file (and PostgreSQL when it answers).
 3. Peak RSS of the worker pool processes during each send run.
 
-Redis db 12 is the only Redis database touched (flushed before, between and after the runs).
+One Redis database is touched (flushed before, between and after the runs): the db 12 above the one
+`SMSQ_TEST_REDIS_URL` names (default redis://127.0.0.1:6379, so db 12; see tests/redis_dbs.py).
 """
 
 from __future__ import annotations
@@ -46,14 +47,14 @@ from models.tables import Job
 from sandbox.app import create_app
 from sandbox.config import DEFAULT_API_KEY, DEFAULT_PASSWORD, DEFAULT_USERNAME, SandboxConfig
 from sandbox.server import serve_in_thread
+from tests import redis_dbs
 from worker.producer import enqueue, enqueue_many
 from worker.queues import Queue
 from worker.rate_limit.limiter import send_slots
 from worker.runtime import Runtime
 from worker.settings import Settings, load_settings, settings_environment
 
-REDIS_DB = 12
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = redis_dbs.url_for(redis_dbs.BENCH)
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DATABASE = "smsq_bench"
 #: The provider limit for the send runs: the sandbox's and smsq's limiter alike.
@@ -354,7 +355,7 @@ def check_redis() -> None:
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        raise SystemExit(f"Redis is not answering on 127.0.0.1:6379: {exc}") from None
+        raise SystemExit(f"Redis is not answering on {redis_dbs.server()}: {exc}") from None
     finally:
         client.close()
 
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the Markdown")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
-    # SIGTERM unwinds like Ctrl-C, so the worker processes are stopped and Redis db 12 is flushed.
+    # SIGTERM unwinds like Ctrl-C, so the worker processes are stopped and its Redis db is flushed.
     signal.signal(signal.SIGTERM, _terminate)
     check_redis()
     started = time.monotonic()

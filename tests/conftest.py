@@ -1,8 +1,9 @@
 """Shared fixtures: the real Redis and PostgreSQL, a SQLite file, the sandbox over HTTP, smsq runtimes,
 and real Celery worker/beat processes.
 
-Redis db 5 belongs to these fixtures (other test areas use 11-14). PostgreSQL tests get a database of
-their own, created for the session and dropped at its end.
+Redis comes from `SMSQ_TEST_REDIS_URL` (tests/redis_dbs.py): these fixtures use db base+5, other test
+areas other offsets. PostgreSQL tests get a database of their own, created for the session and dropped at
+its end.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import redis
 
 from models.clock import Clock
 from models.migrate import upgrade
+from tests import redis_dbs
 from worker.cli.processes import stop_process_groups
 from worker.runtime import Runtime, set_runtime
 from worker.settings import Settings, load_settings, settings_environment
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_DB = 5
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = redis_dbs.url_for(redis_dbs.SHARED)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SANDBOX_USER, SANDBOX_PASS, SANDBOX_KEY = "sandbox-user", "sandbox-pass", "sandbox-key"
 
@@ -44,7 +45,10 @@ def redis_db_for_session(url: str) -> Iterator[str]:
     try:
         client.ping()
     except redis.ConnectionError:
-        pytest.fail("Redis is not answering on 127.0.0.1:6379 (see README: the tests need a real Redis)")
+        pytest.fail(
+            f"Redis is not answering on {redis_dbs.server(url)} (see README: the tests need a real Redis; "
+            f"{redis_dbs.VARIABLE} says which)"
+        )
     client.flushdb()
     yield url
     client.flushdb()

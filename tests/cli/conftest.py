@@ -1,4 +1,4 @@
-"""Fixtures of the CLI tests: Redis db 13 instead of the shared fixtures' db, a CliRunner with a runtime."""
+"""Fixtures of the CLI tests: Redis db base+13 instead of the shared fixtures' db, a CliRunner with a runtime."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def cli_runtime(
     redis_client: Any,
     tmp_path: Path,
 ) -> Runtime:
-    """A runtime on the sandbox (default: Retarus; plus `sendmode` and `http-simple`), SQLite and db 13,
+    """A runtime on the sandbox (default: Retarus; plus `sendmode` and `http-simple`), SQLite and db base+13,
     installed as the process runtime so `smsq` commands run through CliRunner use it."""
     settings = cli_settings(sandbox, sqlite_url, connections_file=str(connections_file(tmp_path, sandbox)))
     return runtime_factory(settings)

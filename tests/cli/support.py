@@ -1,4 +1,4 @@
-"""Helpers shared by the CLI and ops tests: Redis db 13, settings for the sandbox, running `smsq`."""
+"""Helpers shared by the CLI and ops tests: Redis db base+13, settings for the sandbox, running `smsq`."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests import redis_dbs
 from tests.conftest import ROOT, Sandbox, settings_env, smsq_settings
 from worker.settings import Settings
 
-#: This area's Redis database (other areas use other indexes).
-REDIS_DB = 13
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+#: This area's Redis database (other areas use other offsets; see tests/redis_dbs.py).
+REDIS_URL = redis_dbs.url_for(redis_dbs.CLI)
 SMSQ = str(Path(sys.executable).parent / "smsq")
 CELERY = [sys.executable, "-m", "celery", "-A", "worker.app"]
 
@@ -22,7 +22,7 @@ CELERY = [sys.executable, "-m", "celery", "-A", "worker.app"]
 def cli_settings(
     sandbox: Sandbox, database_url: str, provider: str = "retarus", **overrides: Any
 ) -> Settings:
-    """Settings for the sandbox and db 13 (the root helper's broker is another area's db)."""
+    """Settings for the sandbox and this area's db (the root helper's broker is another area's db)."""
     overrides.setdefault("broker_url", REDIS_URL)
     return smsq_settings(sandbox, database_url, provider, **overrides)
 

@@ -1,7 +1,7 @@
 """Every row of the status table (PROVIDERS.md 1.6) driven through smsq end to end: `enqueue`, one
 submission round, polling, all over real HTTP against the sandbox (Retarus REST v1), on one ManualClock
 shared by smsq and the sandbox. Each test asserts the raw processStatus/status smsq stored and the
-normalised outcome. Uses its own Redis db (7) and a SQLite file.
+normalised outcome. Uses its own Redis db (base+7, tests/redis_dbs.py) and a SQLite file.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from models.migrate import upgrade
 from sandbox.app import create_app
 from sandbox.config import DEFAULT_API_KEY, DEFAULT_PASSWORD, DEFAULT_USERNAME, SandboxConfig
 from sandbox.server import serve_in_thread
+from tests import redis_dbs
 
-REDIS_URL = "redis://127.0.0.1:6379/7"
+REDIS_URL = redis_dbs.url_for(redis_dbs.CONTRACT)
 START = datetime(2030, 3, 1, 12, 0, tzinfo=UTC)
 
 pytestmark = pytest.mark.contract
@@ -60,7 +61,7 @@ def smsq(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Any, 
     try:
         client.ping()
     except redis.ConnectionError:
-        pytest.fail("Redis is not answering on 127.0.0.1:6379")
+        pytest.fail(f"Redis is not answering on {redis_dbs.server()}")
     client.flushdb()
     clock = ManualClock(START)
     params = request.node.callspec.params

@@ -1,4 +1,4 @@
-"""Fixtures of the ops tests: Redis db 13, and processes started from argv that are always stopped."""
+"""Fixtures of the ops tests: Redis db base+13 (tests/cli), and processes started from argv that are always stopped."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import SANDBOX_KEY, SANDBOX_PASS, SANDBOX_USER
+from tests.conftest import REDIS_URL, SANDBOX_KEY, SANDBOX_PASS, SANDBOX_USER
 from worker.errors import ProviderThrottled, RateLimitExceeded
 from worker.rate_limit.transport import call_kind
 from worker.settings import load_settings
@@ -13,7 +13,7 @@ from worker.settings import load_settings
 
 def runtime(runtime_factory, handler, **overrides):
     settings = load_settings(
-        broker_url="redis://127.0.0.1:6379/5",
+        broker_url=REDIS_URL,
         database_url="sqlite://",
         provider_url="https://retarus.test/rest/v1",
         provider_username=SANDBOX_USER,

@@ -1,4 +1,4 @@
-"""Tests of worker.rate_limit.limiter.RedisRateLimiter against a real Redis (db 11, flushed before and after)."""
+"""Tests of worker.rate_limit.limiter.RedisRateLimiter against a real Redis (db base+11, flushed before and after)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import httpx
 import pytest
 import redis
 
+from tests import redis_dbs
 from worker.errors import RateLimitExceeded
 from worker.rate_limit.limiter import CallKind, RedisRateLimiter, send_slots
 from worker.rate_limit.transport import MAX_WAIT_S, LimitedTransport, call_kind
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = redis_dbs.url_for(redis_dbs.RATE_LIMIT)
 
 if TYPE_CHECKING:
     Redis = redis.Redis[Any]
@@ -34,7 +35,7 @@ def r() -> Iterator[Redis]:
     except redis.ConnectionError:
         if os.environ.get("CI"):
             raise
-        pytest.skip("no Redis on 127.0.0.1:6379")
+        pytest.skip(f"no Redis on {redis_dbs.server()}")
     client.flushdb()
     yield client
     client.flushdb()
