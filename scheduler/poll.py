@@ -29,6 +29,7 @@ from models.status import classify
 from models.tables import Job, Recipient, Submission, SubmissionState
 from models.windows import may_poll, poll_time
 from worker.errors import ProviderError, RateLimitExceeded
+from worker.metrics.counters import SUBMITTED_TO_FINAL, count_outcomes, observe_since
 from worker.providers import RetarusClient, RetarusHttpClient
 from worker.rate_limit.transport import call_kind
 from worker.runtime import Runtime
@@ -195,6 +196,7 @@ def _record(
         if row_sub is None or row_sub.state != SubmissionState.ACCEPTED:
             return
         rows = list(session.exec(select(Recipient).where(Recipient.submission_id == sub.id)))
+        was_open = {row.id for row in rows if not row.final}  # metric: outcomes reached now
         apply_reports(rows, reports, now)
         if close_unknown:
             for row in rows:
@@ -207,6 +209,7 @@ def _record(
                     report.closed_unknown += 1
         for row in rows:
             session.add(row)
+        count_outcomes(sub.connection, [r.outcome for r in rows if r.final and r.id in was_open])
         all_final = all(row.final for row in rows)
         if all_final:
             row_sub.state = SubmissionState.FINISHED
@@ -263,6 +266,7 @@ def finish_jobs(session: Session, job_ids: Iterable[str], now: datetime) -> None
             job.finished_at = max(stamps, default=now)
             job.updated_at = now
             session.add(job)
+            observe_since(SUBMITTED_TO_FINAL, job.connection, job.submitted_at, job.finished_at)
 
 
 def _windows(sub: Submission) -> tuple[datetime | None, list[Interval]]:

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 import httpx
 
 from worker.errors import RateLimitExceeded
-from worker.metrics.counters import GRANT_TO_WIRE, PROVIDER_CALLS, STALE_GRANTS
+from worker.metrics.counters import (
+    GRANT_TO_WIRE,
+    LIMITER_WAIT_SECONDS,
+    PROVIDER_CALLS,
+    PROVIDER_REQUEST_SECONDS,
+    PROVIDER_THROTTLED,
+    STALE_GRANTS,
+    operation_name,
+)
 from worker.providers.base import parse_retry_after
 from worker.rate_limit.limiter import CallKind, RedisRateLimiter
 
@@ -102,13 +110,19 @@ class LimitedTransport(httpx.BaseTransport):
         self._grant(trace.kind if trace is not None else "poll")
         if trace is not None:
             trace.written += 1
+        started_s = time.perf_counter()
         try:
             response = self._inner.handle_request(request)
         except httpx.TransportError as exc:
+            seconds = PROVIDER_REQUEST_SECONDS.labels(self._connection, operation)
+            seconds.observe(time.perf_counter() - started_s)
             PROVIDER_CALLS.labels(self._connection, operation, type(exc).__name__).inc()
             raise
+        seconds = PROVIDER_REQUEST_SECONDS.labels(self._connection, operation)
+        seconds.observe(time.perf_counter() - started_s)
         PROVIDER_CALLS.labels(self._connection, operation, str(response.status_code)).inc()
         if response.status_code == 429:
+            PROVIDER_THROTTLED.labels(self._connection).inc()
             self._limiter.pause(parse_retry_after(response.headers.get("Retry-After")) or 1.0)
         return response
 
@@ -126,6 +140,7 @@ class LimitedTransport(httpx.BaseTransport):
                 delay_s = self._monotonic() - asked_at
                 if delay_s <= self._stale_after_s:
                     GRANT_TO_WIRE.labels(self._connection).observe(delay_s)
+                    LIMITER_WAIT_SECONDS.labels(self._connection, kind).observe(waited_s)
                     return
                 STALE_GRANTS.labels(self._connection).inc()
                 continue
@@ -142,8 +157,8 @@ class LimitedTransport(httpx.BaseTransport):
 
 
 def _operation(request: httpx.Request) -> str:
-    """A low-cardinality label for a request: method and last path segment, ids folded."""
+    """A low-cardinality label for a request: an operation name such as `send_job` (ids folded)."""
     last = request.url.path.rstrip("/").rsplit("/", 1)[-1]
     if last.startswith(("J.", "S.")):
         last = "{id}"
-    return f"{request.method} {last}"
+    return operation_name(request.method, last)

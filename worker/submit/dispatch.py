@@ -37,7 +37,7 @@ from worker.errors import (
     RateLimitExceeded,
     RetryableProviderError,
 )
-from worker.metrics.counters import RECIPIENTS_SUBMITTED
+from worker.metrics.counters import ENQUEUE_TO_SUBMITTED, RECIPIENTS_SUBMITTED, observe_since
 from worker.policy.credits import RECHECK_S as CREDIT_RECHECK_S
 from worker.policy.credits import credit_pause
 from worker.rate_limit.transport import MAX_WAIT_S, CallTrace, call_kind
@@ -151,6 +151,9 @@ def submit_claim(rt: Runtime, connection: str, token: str) -> RoundResult:
         outcome, failure = _call(rt, client, call, sub, provider, connection, result)
         if outcome == "accepted":
             result.calls += 1
+            for job in (j for j in jobs if j.id in call.job_ids):  # metric: due -> accepted
+                due = max(job.created_at, job.due_at)
+                observe_since(ENQUEUE_TO_SUBMITTED, connection, due, rt.clock.now())
             continue
         clean = False
         if outcome == "stop":

@@ -22,7 +22,7 @@ from models.enums import JobState, Outcome, ProviderKey
 from models.intervals import parse_datetime, parse_interval
 from models.tables import Job, Recipient, Submission, SubmissionState, Suppression
 from models.windows import poll_time, send_decision, validity_deadline
-from worker.metrics.counters import SUBMISSION_CONFLICTS
+from worker.metrics.counters import RECIPIENT_OUTCOMES, SUBMISSION_CONFLICTS
 from worker.runtime import Runtime
 from worker.submit.calls import ProviderCall, build_calls
 from worker.submit.settle import finish_recipient
@@ -151,12 +151,15 @@ def accept(
         if not moved:
             _record_conflict(session, sub, provider_job_id, now)
             return False
-        session.execute(
+        accepted = session.execute(
             update(Recipient)
             .where(col(Recipient.submission_id) == sub_id)
             .values(**values)
             .execution_options(synchronize_session=False)
         )
+        if provider is ProviderKey.SENDMODE:  # metric: accepted is final on Sendmode
+            count = getattr(accepted, "rowcount", 0)
+            RECIPIENT_OUTCOMES.labels(sub.connection, Outcome.ACCEPTED.value).inc(count)
     return True
 
 
@@ -225,6 +228,8 @@ def _fail_call(rt: Runtime, sub_id: str, call: ProviderCall, reason: str) -> Non
     with transaction(rt.sessions) as session:
         if not move_submission_if(session, sub_id, _S.IN_FLIGHT, _S.FAILED, now, reason=reason):
             return
+        conn = getattr(session.get(Submission, sub_id), "connection", "default")  # metric label
+        RECIPIENT_OUTCOMES.labels(conn, Outcome.FAILED.value).inc(len(call.recipients))
         session.execute(
             update(Recipient)
             .where(col(Recipient.id).in_([r.id for r in call.recipients]))

@@ -33,7 +33,7 @@ from worker.errors import (
     ProviderError,
     RateLimitExceeded,
 )
-from worker.metrics.counters import RECIPIENTS_SUBMITTED
+from worker.metrics.counters import LOOKUPS, RECIPIENT_OUTCOMES, RECIPIENTS_SUBMITTED
 from worker.providers import RetarusClient
 from worker.rate_limit.transport import call_kind
 from worker.runtime import Runtime
@@ -75,7 +75,9 @@ def resolve_submission(sub_id: str, rt: Runtime) -> tuple[Resolution, list[Reque
         return "unknown", settle_jobs(rt, job_ids)
     try:
         found = _look_up(rt, sub, {row.id for row in rows})
+        LOOKUPS.labels(sub.connection, "found" if found is not None else "not_listed").inc()
     except (ProviderError, RateLimitExceeded) as exc:
+        LOOKUPS.labels(sub.connection, "postponed").inc()
         log.info("lookup of submission %s postponed: %s", sub_id, type(exc).__name__)
         return "pending", []
     if found is not None:
@@ -210,11 +212,12 @@ def _close_unknown(rt: Runtime, sub_id: str, reason: str) -> None:
         assert sub is not None
         detail = clip(f"{sub.reason or 'delivery unknown'}; {reason}")
         if move_submission_if(session, sub_id, _S.IN_FLIGHT, _S.UNKNOWN, now, reason=detail):
-            _finish_open(session, sub_id, Outcome.UNKNOWN, detail or "", now)
+            closed = _finish_open(session, sub_id, Outcome.UNKNOWN, detail or "", now)
+            RECIPIENT_OUTCOMES.labels(sub.connection, Outcome.UNKNOWN.value).inc(closed)
 
 
-def _finish_open(session: object, sub_id: str, outcome: Outcome, reason: str | None, now: datetime) -> None:
-    session.execute(  # type: ignore[attr-defined]
+def _finish_open(session: object, sub_id: str, outcome: Outcome, reason: str | None, now: datetime) -> int:
+    return session.execute(  # type: ignore[attr-defined,no-any-return]
         update(Recipient)
         .where(col(Recipient.submission_id) == sub_id, col(Recipient.final).is_(False))
         .values(outcome=outcome, final=True, reason=reason, finished_ts=now, updated_at=now)

@@ -29,6 +29,7 @@ from worker.errors import (
     RateLimitExceeded,
     RetryableProviderError,
 )
+from worker.metrics.counters import SEND_RETRIES
 from worker.runtime import Runtime
 from worker.submit.submissions import clip, move_job, move_jobs
 
@@ -156,6 +157,7 @@ def _retry_or_fail(
         move_job(job, terminal_state(job, rows) if final else JobState.SUBMITTED, now)
         return None
     delay_s = backoff_s(job.attempts, rt.settings.retry_backoff_max_s)
+    SEND_RETRIES.labels(job.connection).inc()
     move_job(job, JobState.QUEUED, now, reason=str(failure))
     job.due_at = now + timedelta(seconds=delay_s)
     return delay_s
