@@ -5,6 +5,8 @@ the sandbox over HTTP, mirroring the `SandboxState` methods.
     POST /_sandbox/reset                            forget everything
     GET  /_sandbox/faults                           active fault knobs
     POST /_sandbox/faults                           {"kind": "fail_next"|"slow"|"drop"|"malformed"|"hold",
+                                                     "late" (hold only: process on release even if the
+                                                     caller left),
                                                      "n", "status", "seconds", "credential", "path_prefix"}
     POST /_sandbox/release                          {"path_prefix"} optional; lets held calls proceed
     GET  /_sandbox/jobs                             all Retarus jobs (recipients, states), Sendmode sends
@@ -104,7 +106,10 @@ async def add_fault(request: Request) -> Response:
         elif kind is FaultKind.MALFORMED:
             state.malformed(n or 1, credential, prefix)
         else:
-            state.hold(prefix, credential)
+            late = body.get("late", False)
+            if not isinstance(late, bool):
+                raise _BadControl("late must be a boolean")
+            state.hold(prefix, credential, late=late, n=n)
     except (_BadControl, ValueError) as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     return JSONResponse({"ok": True, "faults": state.faults.active()})

@@ -2,7 +2,9 @@
 
     fail_next  answer the next n matching calls with a 5xx, before processing (nothing is created)
     hold       block matching calls BEFORE processing until `release()`; a caller that disconnects while
-               held leaves nothing behind
+               held leaves nothing behind, unless the knob is `late`: then the call is processed on
+               release all the same (a request that reached the provider and is accepted after the
+               caller gave up: the late arrival that a blind resend would duplicate)
     slow       process the call, then wait `seconds` before answering (the caller may time out after
                the provider accepted the job)
     drop       process the call, then close the connection without answering
@@ -36,6 +38,7 @@ class Knob:
     remaining: int | None = None
     status: int = 500
     seconds: float = 0.0
+    late: bool = False
 
     def matches(self, credential: str | None, path: str) -> bool:
         if self.credential is not None and self.credential != credential:
@@ -50,6 +53,7 @@ class Knob:
             "remaining": self.remaining,
             "status": self.status,
             "seconds": self.seconds,
+            "late": self.late,
         }
 
 
@@ -96,9 +100,22 @@ class Faults:
             knob = self._take(FaultKind.FAIL_NEXT, credential, path)
             return None if knob is None else knob.status
 
-    def is_held(self, credential: str | None, path: str) -> bool:
+    def take_hold(self, credential: str | None, path: str) -> Knob | None:
+        """The hold knob that catches this arriving call (one use of a counted knob), or None."""
         with self._lock:
-            return any(k.kind is FaultKind.HOLD and k.matches(credential, path) for k in self._knobs)
+            for knob in self._knobs:
+                if knob.kind is FaultKind.HOLD and knob.matches(credential, path):
+                    if knob.remaining is None:
+                        return knob
+                    if knob.remaining > 0:
+                        knob.remaining -= 1
+                        return knob
+            return None
+
+    def holding(self, knob: Knob) -> bool:
+        """Whether calls caught by `knob` must still wait (until `release()` removes it)."""
+        with self._lock:
+            return any(k is knob for k in self._knobs)
 
     def take_after_effects(self, credential: str | None, path: str, *, malformable: bool) -> AfterEffects:
         """Effects for an answer already produced; `malformed` is only used up by a 2xx (`malformable`)."""

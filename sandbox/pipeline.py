@@ -100,10 +100,11 @@ async def run_call(request: Request, api: Api, handler: Handler, *, public: bool
     failure = state.faults.take_failure(record.credential, path)
     if failure is not None:
         return _finish(record, api.error(failure, "Injected failure"), "fail_next")
-    if state.faults.is_held(record.credential, path):
+    hold = state.faults.take_hold(record.credential, path)
+    if hold is not None:
         record.held, record.fault = True, "held"
-        while state.faults.is_held(record.credential, path):
-            if await request.is_disconnected():
+        while state.faults.holding(hold):
+            if not hold.late and await request.is_disconnected():
                 # The caller is gone: nothing is processed, so nothing exists at the provider.
                 record.fault = "disconnected"
                 return Response(status_code=499)

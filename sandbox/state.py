@@ -246,9 +246,17 @@ class SandboxState:
         """Process the next `n` matching calls, then answer their 2xx status with an unreadable body."""
         self.faults.add(Knob(FaultKind.MALFORMED, self._label(credential), path_prefix, n))
 
-    def hold(self, path_prefix: str | None = None, credential: str | None = None) -> None:
-        """Block matching calls before processing until `release()`."""
-        self.faults.add(Knob(FaultKind.HOLD, self._label(credential), path_prefix))
+    def hold(
+        self,
+        path_prefix: str | None = None,
+        credential: str | None = None,
+        *,
+        late: bool = False,
+        n: int | None = None,
+    ) -> None:
+        """Block matching calls (the next `n`, or all) before processing until `release()`; `late`:
+        process them then even if their caller has gone (a late arrival)."""
+        self.faults.add(Knob(FaultKind.HOLD, self._label(credential), path_prefix, n, late=late))
 
     def release(self, path_prefix: str | None = None) -> int:
         """Let held calls proceed (all holds, or those set with this path prefix)."""

@@ -3,7 +3,8 @@
 The `SMSQ_PROVIDER*` and `SMSQ_RATE_LIMIT_*` variables define the connection named "default". More
 connections (several accounts or providers, each with its own limiter) come from a YAML or JSON file
 named by `SMSQ_CONNECTIONS_FILE`: a mapping of name -> {provider, url, username, password, api_key,
-rate_limit_calls, rate_limit_period_s, poll_share}.
+rate_limit_calls, rate_limit_period_s, poll_share, callback_url | callback_task + callback_queue,
+callback_events, callback_secret}.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.enums import ProviderKey
+from worker.callbacks.spec import CallbackSpec
 from worker.errors import ConfigurationError
 
 #: Where each API lives when no URL is configured (PROVIDERS.md). Retarus lookups try de2, then de1.
@@ -53,6 +55,12 @@ class ConnectionSettings(BaseModel):
     send_floor: float = Field(0.5, ge=0, lt=1)
     timeout_s: float = Field(10.0, gt=0)
     connect_timeout_s: float = Field(3.0, gt=0)
+    # Default outcome callback of the connection's jobs (worker/callbacks/spec.py); the secret signs webhooks.
+    callback_url: str | None = None
+    callback_task: str | None = None
+    callback_queue: str | None = None
+    callback_events: Literal["final", "all"] = "final"
+    callback_secret: SecretStr = SecretStr("")
 
     @field_validator("urls", mode="before")
     @classmethod
@@ -83,7 +91,24 @@ class ConnectionSettings(BaseModel):
             )
         if self.provider is not ProviderKey.RETARUS and len(self.urls) > 1:
             raise ValueError(f"provider {self.provider} takes one base URL, got {len(self.urls)}")
+        spec = self.default_callback()
+        if spec is not None and spec.kind == "webhook" and not self.callback_secret.get_secret_value():
+            raise ValueError("callback_url needs a callback_secret to sign webhooks (SMSQ_CALLBACK_SECRET)")
         return self
+
+    def default_callback(self) -> CallbackSpec | None:
+        """The callback of jobs enqueued without one (ValueError when the fields make no valid callback)."""
+        if self.callback_url is None and self.callback_task is None:
+            return None
+        try:
+            return CallbackSpec(
+                url=self.callback_url,
+                task=self.callback_task,
+                queue=self.callback_queue,
+                events=self.callback_events,
+            )
+        except ValidationError as exc:
+            raise ValueError(f"callback: {_first(exc)}") from None
 
 
 #: Database URL schemes smsq runs on (SQLite embedded, PostgreSQL through psycopg 3).
@@ -109,6 +134,8 @@ class Settings(BaseSettings):
     poll_share: float = Field(0.1, ge=0, lt=1)
     send_floor: float = Field(0.5, ge=0, lt=1)
     rate_limit_margin_s: float = Field(0.25, ge=0)
+    provider_timeout_s: float = Field(10.0, gt=0)
+    provider_connect_timeout_s: float = Field(3.0, gt=0)
     connections_file: Path | None = None
 
     default_country: str = Field("DE", pattern=r"^[A-Z]{2}$")
@@ -136,6 +163,18 @@ class Settings(BaseSettings):
     host_clock_offset_s: float = 0.0
 
     metrics_port: int | None = None
+
+    # Outcome callbacks (worker/callbacks/): the default connection's default callback, and delivery.
+    callback_url: str | None = None
+    callback_task: str | None = None
+    callback_queue: str | None = None
+    callback_events: Literal["final", "all"] = "final"
+    callback_secret: SecretStr = SecretStr("")
+    callback_interval_s: float = Field(1.0, gt=0)
+    callback_timeout_s: float = Field(10.0, gt=0)
+    callback_concurrency: int = Field(4, ge=1, le=64)
+    callback_retry_period_s: float = Field(86400.0, gt=0)
+    callback_backoff_max_s: float = Field(600.0, gt=0)
 
     @field_validator("default_country", mode="before")
     @classmethod
@@ -179,6 +218,13 @@ class Settings(BaseSettings):
                 rate_limit_period_s=self.rate_limit_period_s,
                 poll_share=self.poll_share,
                 send_floor=self.send_floor,
+                callback_url=self.callback_url,
+                callback_task=self.callback_task,
+                callback_queue=self.callback_queue,
+                callback_events=self.callback_events,
+                callback_secret=self.callback_secret,
+                timeout_s=self.provider_timeout_s,
+                connect_timeout_s=self.provider_connect_timeout_s,
             )
         except ValidationError as exc:
             raise ConfigurationError(f"connection 'default': {_first(exc)}") from None

@@ -127,6 +127,32 @@ def test_a_caller_that_goes_away_while_held_leaves_no_job(sim: Sim) -> None:
     assert sim.state.jobs() == []
 
 
+def test_a_late_hold_processes_the_call_on_release_although_its_caller_left(sim: Sim) -> None:
+    # The request reached the provider, the caller gave up, and the provider accepts it afterwards.
+    sim.state.hold("/rest/v1/jobs", late=True)
+    with pytest.raises(httpx.ReadTimeout):
+        sim.retarus(timeout=0.2).post("/jobs", json=one_sms())
+    time.sleep(0.1)
+    assert sim.state.jobs() == []
+    sim.state.release()
+    wait_until(lambda: len(sim.state.jobs()) == 1)
+    assert sim.state.calls()[-1].status_code == 201
+
+
+def test_a_counted_hold_catches_only_the_next_n_calls(sim: Sim) -> None:
+    sim.state.hold("/rest/v1/jobs", n=1)
+    answers: list[httpx.Response] = []
+    caller = threading.Thread(target=lambda: answers.append(sim.retarus().post("/jobs", json=one_sms())))
+    caller.start()
+    wait_until(lambda: any(c.held for c in sim.state.calls()))
+    # The next call passes while the first is still held
+    assert sim.retarus().post("/jobs", json=one_sms(dst="+4917600000001")).status_code == 201
+    assert answers == [] and len(sim.state.jobs()) == 1
+    sim.state.release()
+    caller.join(3)
+    assert answers[0].status_code == 201 and len(sim.state.jobs()) == 2
+
+
 @pytest.mark.parametrize("api", ["retarus", "httpsimple", "sendmode"])
 def test_magic_0500_answers_500_and_0429_answers_429_without_creating_anything(sim: Sim, api: str) -> None:
     def send(number: str) -> httpx.Response:
@@ -198,6 +224,10 @@ def test_control_api_steers_and_reads_the_sandbox(sim: Sim) -> None:
         == "hold"
     )
     assert control.post("/release", json={"path_prefix": "/v2"}).json() == {"released": 1}
+    held = control.post("/faults", json={"kind": "hold", "late": True, "n": 2}).json()["faults"][0]
+    assert (held["late"], held["remaining"]) == (True, 2)
+    assert control.post("/faults", json={"kind": "hold", "late": "yes"}).status_code == 400
+    assert control.post("/release", json={}).json() == {"released": 1}
     assert control.post("/faults", json={"kind": "slow", "seconds": 0.01, "n": 1}).status_code == 200
     assert control.post("/faults", json={"kind": "drop", "n": 1, "credential": "nobody"}).status_code == 200
     assert (
