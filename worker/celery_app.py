@@ -10,13 +10,19 @@ from __future__ import annotations
 from celery import Celery
 
 from worker.queues import KOMBU_QUEUES, TASK_ROUTES, Queue
-from worker.schedule import build_beat_schedule
+from worker.schedule import SWEEP_TASKS, build_beat_schedule
 from worker.settings import Settings
 
 
 def create_celery_app(settings: Settings) -> Celery:
     """JSON only, results ignored, late acknowledgement with re-delivery when a worker process dies,
-    one message prefetched per process, and one visibility timeout for every process."""
+    one message prefetched per process, and one visibility timeout for every process.
+
+    Task events are on (`-E` is not needed), so Flower shows the drain, resolve and enqueue tasks of
+    every worker from the start; the beat sweeps (release, poll, reconcile: every few seconds) send no
+    task events, so they do not bury the rest. Their health is beat's heartbeat in Redis
+    (`worker.metrics.heartbeat`, shown by `smsq doctor` and the metrics service).
+    """
     app = Celery("smsq", set_as_current=False)
     app.conf.update(
         broker_url=settings.broker_url,
@@ -35,11 +41,13 @@ def create_celery_app(settings: Settings) -> Celery:
         task_routes=TASK_ROUTES,
         task_create_missing_queues=False,
         worker_hijack_root_logger=False,
-        worker_send_task_events=False,
+        worker_send_task_events=True,
+        task_annotations={name: {"send_events": False} for name in SWEEP_TASKS},
+        beat_scheduler="worker.metrics.heartbeat:RecordingScheduler",
         beat_schedule=build_beat_schedule(settings),
         timezone="UTC",
         enable_utc=True,
         # Named by string: the worker runs scheduler's tasks too, but worker/ never imports scheduler/.
-        include=["worker.tasks", "scheduler.tasks"],
+        include=["worker.tasks", "worker.callbacks.tasks", "scheduler.tasks"],
     )
     return app

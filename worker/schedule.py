@@ -11,6 +11,10 @@ from typing import Any
 from worker.queues import Queue
 from worker.settings import Settings
 
+#: The tasks beat publishes. They send no task events (see `create_celery_app`): Flower would show little
+#: else, and their health is beat's heartbeat in Redis.
+SWEEP_TASKS = ("smsq.release", "smsq.poll", "smsq.reconcile")
+
 
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Beat entries; every message expires after one interval so a stopped worker does not pile them up."""
@@ -26,4 +30,5 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "smsq-release": entry("smsq.release", settings.release_interval_s, Queue.SWEEP),
         "smsq-poll": entry("smsq.poll", settings.poll_interval_s, Queue.POLL),
         "smsq-reconcile": entry("smsq.reconcile", settings.reconcile_interval_s, Queue.SWEEP),
+        "smsq-callbacks": entry("smsq.callbacks", settings.callback_interval_s, Queue.CALLBACK),
     }

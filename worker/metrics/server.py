@@ -2,11 +2,13 @@
 
 Two sources:
 
-- the counters of `worker.metrics.counters` (provider calls by connection/operation/result, limiter waits,
-  recipients submitted), kept in each process that makes calls;
-- `DatabaseCollector`, gauges computed from the database (and Redis) at scrape time: jobs by state
-  and connection, recipients by outcome and connection, broker queue lengths, and whether a
-  connection is paused for lack of credits. One scrape = a few GROUP BY queries.
+- the counters and histograms of `worker.metrics.counters`, kept in each process that makes calls;
+- `DatabaseCollector`, gauges of open work computed at scrape time: jobs in an open state (scheduled,
+  queued, submitting, submitted) and their recipients not yet final, by connection; the age of each
+  connection's oldest due queued job (the backlog age) and oldest `submitting` job; broker queue
+  lengths; credit pauses; and beat's last publication of each sweep. Every query is bounded by an
+  index (`ix_smsq_job_state_updated`, `ix_smsq_job_claim`, `ix_smsq_recipient_job`) and touches open
+  rows only, so a scrape costs the same with a billion finished rows as with none.
 
 A Celery worker with the prefork pool counts in its child processes, so its parent must collect
 them through prometheus-client's multiprocess mode: start the worker with `PROMETHEUS_MULTIPROC_DIR`
@@ -20,6 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -28,10 +31,12 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from models.db import transaction
+from models.db import transaction, utc
+from models.enums import JobState
 from models.tables import Job, Recipient
+from worker.metrics.heartbeat import last_sweeps
 from worker.queues import Queue
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -41,9 +46,65 @@ log = logging.getLogger("smsq.metrics")
 #: The port `smsq metrics` listens on by default (the OpenTelemetry/Prometheus exporter convention).
 DEFAULT_METRICS_PORT = 9464
 
+#: The job states that are work still to do; the gauges count these only.
+OPEN_STATES: tuple[JobState, ...] = (
+    JobState.SCHEDULED,
+    JobState.QUEUED,
+    JobState.SUBMITTING,
+    JobState.SUBMITTED,
+)
+
+
+def open_jobs_query() -> Any:
+    """Jobs by open state and connection (index `ix_smsq_job_state_updated`: state first)."""
+    return (
+        select(Job.state, Job.connection, func.count())
+        .where(col(Job.state).in_([state.value for state in OPEN_STATES]))
+        .group_by(col(Job.state), col(Job.connection))
+    )
+
+
+def open_recipients_query() -> Any:
+    """Recipients not yet final of open jobs, by current outcome and connection (jobs by state, then
+    `ix_smsq_recipient_job (job_id, final)` for each)."""
+    return (
+        select(Recipient.outcome, Job.connection, func.count())
+        .join(Job, col(Job.id) == col(Recipient.job_id))
+        .where(col(Job.state).in_([state.value for state in OPEN_STATES]))
+        .where(col(Recipient.final).is_(False))
+        .group_by(col(Recipient.outcome), col(Job.connection))
+    )
+
+
+def oldest_due_query(connection: str, now: datetime) -> Any:
+    """The due time of the connection's oldest due queued job (`ix_smsq_job_claim`)."""
+    return select(func.min(Job.due_at)).where(
+        Job.connection == connection, Job.state == JobState.QUEUED.value, col(Job.due_at) <= now
+    )
+
+
+def oldest_submitting_query(connection: str) -> Any:
+    """When the connection's longest-`submitting` job last moved (`ix_smsq_job_state_updated`)."""
+    return select(func.min(Job.updated_at)).where(
+        Job.state == JobState.SUBMITTING.value, Job.connection == connection
+    )
+
+
+def gauge_queries(connections: list[str], now: datetime) -> list[Any]:
+    """Every query one scrape runs (EXPLAINed by the tests to prove each uses an index)."""
+    queries = [open_jobs_query(), open_recipients_query()]
+    for name in connections:
+        queries += [oldest_due_query(name, now), oldest_submitting_query(name)]
+    return queries
+
+
+def _age_s(session: Session, query: Any, now: datetime) -> float:
+    oldest = utc(session.exec(query).one())
+    return max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+
 
 class DatabaseCollector(Collector):
-    """Gauges read at scrape time: jobs by state, recipients by outcome, queue lengths, credit pauses."""
+    """Gauges read at scrape time: open work, backlog age, queue lengths, credit pauses, beat."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
@@ -52,7 +113,7 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("smsq_database_up", "1 when the last scrape could read the database")
         try:
-            jobs, recipients = self._read_database()
+            families = self._read_database()
         except Exception as exc:  # a scrape must answer even when the database is down
             log.warning("metrics: cannot read the database: %s", type(exc).__name__)
             up.add_metric([], 0)
@@ -60,31 +121,49 @@ class DatabaseCollector(Collector):
         else:
             up.add_metric([], 1)
             yield up
-            yield jobs
-            yield recipients
+            yield from families
         yield from self._read_redis()
 
-    def _read_database(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def _connections(self) -> list[str]:
+        try:
+            return sorted(self._rt.connections)
+        except Exception:
+            return ["default"]
+
+    def _read_database(self) -> list[GaugeMetricFamily]:
         jobs = GaugeMetricFamily(
-            "smsq_jobs", "Jobs by local state and connection", labels=["state", "connection"]
+            "smsq_jobs",
+            "Jobs in an open state (scheduled, queued, submitting, submitted), by state and connection",
+            labels=["state", "connection"],
         )
         recipients = GaugeMetricFamily(
-            "smsq_recipients",
-            "Recipients by normalised outcome and connection",
+            "smsq_open_recipients",
+            "Recipients of open jobs not yet final, by current outcome and connection",
             labels=["outcome", "connection"],
         )
+        backlog = GaugeMetricFamily(
+            "smsq_backlog_age_seconds",
+            "Age of the connection's oldest due queued job (0: no backlog)",
+            labels=["connection"],
+        )
+        submitting = GaugeMetricFamily(
+            "smsq_submitting_age_seconds",
+            "Seconds since the connection's longest-submitting job moved (0: none submitting)",
+            labels=["connection"],
+        )
+        now = self._rt.clock.now()
         with transaction(self._rt.sessions) as session:
-            for state, connection, count in session.exec(
-                select(Job.state, Job.connection, func.count()).group_by(col(Job.state), col(Job.connection))
-            ):
-                jobs.add_metric([state, connection], count)
-            for outcome, connection, count in session.exec(
-                select(Recipient.outcome, Job.connection, func.count())
-                .join(Job, col(Job.id) == col(Recipient.job_id))
-                .group_by(col(Recipient.outcome), col(Job.connection))
-            ):
+            counts = {(state, conn): 0 for state in OPEN_STATES for conn in self._connections()}
+            for state, connection, count in session.exec(open_jobs_query()):
+                counts[(state, connection)] = count
+            for (state, connection), count in sorted(counts.items()):
+                jobs.add_metric([str(state), connection], count)
+            for outcome, connection, count in session.exec(open_recipients_query()):
                 recipients.add_metric([outcome, connection], count)
-        return jobs, recipients
+            for name in self._connections():
+                backlog.add_metric([name], _age_s(session, oldest_due_query(name, now), now))
+                submitting.add_metric([name], _age_s(session, oldest_submitting_query(name), now))
+        return [jobs, recipients, backlog, submitting]
 
     def _read_redis(self) -> Iterator[Metric]:
         from worker.policy.credits import pause_reason
@@ -97,19 +176,27 @@ class DatabaseCollector(Collector):
             "1 when the connection is paused for lack of credits",
             labels=["connection"],
         )
+        beat = GaugeMetricFamily(
+            "smsq_beat_last_sweep_timestamp_seconds",
+            "UNIX time (Redis clock) at which beat last published each sweep",
+            labels=["sweep"],
+        )
         try:
             if self._rt.settings.broker_url.startswith(("redis://", "rediss://")):
                 if self._broker is None:
                     self._broker = redis.Redis.from_url(self._rt.settings.broker_url, socket_timeout=5)
                 for queue in Queue:
                     queued.add_metric([queue.value], int(self._broker.llen(queue.value)))
-            for name in self._rt.connections:
+            for name in self._connections():
                 paused.add_metric([name], 1 if pause_reason(self._rt, name) else 0)
+            for sweep, at_s in sorted(last_sweeps(self._rt.redis).items()):
+                beat.add_metric([sweep], at_s)
         except Exception as exc:
             log.warning("metrics: cannot read Redis: %s", type(exc).__name__)
             return
         yield queued
         yield paused
+        yield beat
 
 
 class _Forward(Collector):
