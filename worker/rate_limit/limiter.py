@@ -51,6 +51,7 @@ _KEY_SLACK_MS = 1000
 # KEYS[1]  the log: a ZSET of every granted call, score = Redis time in microseconds
 # KEYS[2]  the pause: a string holding the Redis time (microseconds) until which all calls are refused
 # KEYS[3]  the poll log: the same, for "poll" calls only (their own cap keeps the send floor)
+# KEYS[4]  a counter of every grant ever made (no expiry: grants versus provider calls, for operators)
 # ARGV[1]  window length in microseconds (period + margin)
 # ARGV[2]  how many calls of any kind the window may hold for this kind (send: limit - poll reserve;
 #          poll: limit)
@@ -90,6 +91,7 @@ if wait_us > 0 then
   return {0, wait_us}
 end
 if ARGV[4] == '1' then
+  redis.call('INCR', KEYS[4])
   local member = string.format('%d', now_us) .. ':' .. ARGV[5]
   redis.call('ZADD', KEYS[1], now_us, member)
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
@@ -199,6 +201,7 @@ class RedisRateLimiter:
         self.log_key = f"{KEY_PREFIX}:{{{name}}}:log"
         self.pause_key = f"{KEY_PREFIX}:{{{name}}}:paused_until"
         self.poll_log_key = f"{KEY_PREFIX}:{{{name}}}:poll_log"
+        self.granted_key = f"{KEY_PREFIX}:{{{name}}}:granted_total"
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._pause_script = redis.register_script(_PAUSE_LUA)
         self._usage_script = redis.register_script(_USAGE_LUA)
@@ -230,7 +233,7 @@ class RedisRateLimiter:
             raise ValueError(f"kind must be 'send' or 'poll', got {kind!r}")
         total, own = (self._slots["send"], -1) if kind == "send" else (self.limit_calls, self._slots["poll"])
         granted, value = self._acquire_script(
-            keys=[self.log_key, self.pause_key, self.poll_log_key],
+            keys=[self.log_key, self.pause_key, self.poll_log_key, self.granted_key],
             args=[self._window_us, total, own, 1 if take else 0, secrets.token_hex(8), self._ttl_ms],
         )
         if int(granted) == 1:
@@ -250,6 +253,10 @@ class RedisRateLimiter:
         """Calls granted in the current window."""
         return int(self._usage_script(keys=[self.log_key], args=[self._window_us]))
 
+    def granted_total(self) -> int:
+        """Every slot this limiter ever granted (all processes); compare with the provider's call count."""
+        return int(self._redis.get(self.granted_key) or 0)
+
     def reset(self) -> None:
         """Forget every granted call and any pause (for tests and operators)."""
-        self._redis.delete(self.log_key, self.pause_key, self.poll_log_key)
+        self._redis.delete(self.log_key, self.pause_key, self.poll_log_key, self.granted_key)
