@@ -23,10 +23,12 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import CheckFunction
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from sandbox.app import create_app
@@ -71,8 +73,8 @@ FUZZ = settings(
 
 @retarus_schema.parametrize()
 @FUZZ
-def test_retarus_rest_v1_conforms(case: schemathesis.Case, sandbox_url: str) -> None:
-    excluded = [openapi_checks.positive_data_acceptance]
+def test_retarus_rest_v1_conforms(case: schemathesis.Case[Any], sandbox_url: str) -> None:
+    excluded: list[CheckFunction] = [openapi_checks.positive_data_acceptance]
     if case.operation.path == "/version":
         excluded += [
             openapi_checks.ignored_auth,
@@ -86,7 +88,7 @@ def test_retarus_rest_v1_conforms(case: schemathesis.Case, sandbox_url: str) -> 
 
 @sendmode_schema.parametrize()
 @FUZZ
-def test_sendmode_v2_conforms(case: schemathesis.Case, sandbox_url: str) -> None:
+def test_sendmode_v2_conforms(case: schemathesis.Case[Any], sandbox_url: str) -> None:
     case.call_and_validate(
         base_url=f"{sandbox_url}/v2",
         headers={"Authorization": DEFAULT_API_KEY},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlmodel import select
@@ -29,8 +30,13 @@ def _setup(sandbox_factory, sqlite_url, runtime_factory, provider="retarus", **o
     clock = ManualClock()
     box = sandbox_factory(clock=clock)
     rt = runtime_factory(smsq_settings(box, sqlite_url, provider, **overrides), clock=clock)
-    published: list = []
-    rt.wake = lambda connection, **kw: published.append((connection, kw)) or True  # type: ignore[method-assign]
+    published: list[tuple[str, dict[str, Any]]] = []
+
+    def wake(connection: str, **kw: Any) -> bool:
+        published.append((connection, kw))
+        return True
+
+    rt.wake = wake
     return clock, box, rt, published
 
 
@@ -165,7 +171,7 @@ def test_a_refused_shared_call_is_split_so_one_bad_job_spoils_only_itself(
         return httpx.Response(201, json={"jobId": f"J.20300101-000000.000-{len(posts):018d}"})
 
     rt = runtime_factory(smsq_settings(sandbox, sqlite_url), transport=httpx.MockTransport(provider))
-    rt.wake = lambda *a, **k: False  # type: ignore[method-assign]
+    rt.wake = lambda *a, **k: False
     good = enqueue_many([one(number(i), text="Same options") for i in range(3)], runtime=rt)
     bad = enqueue(one("+4917612349999", text="Same options"), runtime=rt)
     # When the backlog is submitted: one shared call first, refused

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import Any
 
 from sqlmodel import select
 
@@ -23,7 +24,7 @@ from worker.submit.dispatch import submit_next
 SPEED = 600.0  # one sandbox hour in six real seconds
 
 
-def _sandbox_recipients(box) -> dict[str, dict]:
+def _sandbox_recipients(box) -> dict[str, dict[str, Any]]:
     return {
         r["customerRef"]: {**r, "jobId": job["jobId"]}
         for job in box.state.snapshot_jobs()
@@ -86,7 +87,7 @@ def test_polling_honours_windows_and_records_the_providers_final_state(
         theirs = provider[row.id]
         if row.dst.endswith("0004"):
             assert theirs["processStatus"] == "RUNNING"
-            assert row.outcome == "unknown" and "validity" in row.reason
+            assert row.outcome == "unknown" and "validity" in (row.reason or "")
             continue
         assert (row.process_status, row.status) == (theirs["processStatus"], theirs.get("status"))
         assert row.outcome == classify(theirs["processStatus"], theirs.get("status")).outcome
@@ -144,7 +145,7 @@ def test_polling_cost_is_one_listing_per_cycle_plus_one_report_per_finished_job(
     clock = ManualClock()
     box = sandbox_factory(clock=clock)
     rt = runtime_factory(smsq_settings(box, sqlite_url, long_open_refresh_s=10_000.0), clock=clock)
-    rt.wake = lambda *args, **kwargs: False  # type: ignore[method-assign]
+    rt.wake = lambda *args, **kwargs: False
     start = clock.now()
     # Given N jobs that become due at different times, so they finish over several cycles
     n = 12
@@ -173,7 +174,7 @@ def _job_ids(rt) -> list[str]:
         return list(session.exec(select(Job.id)))
 
 
-def _provider_ids(rt) -> set[str]:
+def _provider_ids(rt) -> set[str | None]:
     with transaction(rt.sessions) as session:
         return set(session.exec(select(Submission.provider_job_id)))
 
@@ -207,7 +208,7 @@ def test_long_open_jobs_are_refreshed_at_a_low_rate_so_running_shows(
         box, sqlite_url, long_open_refresh_s=120.0, poll_interval_s=10.0, poll_max_interval_s=10.0
     )
     rt = runtime_factory(settings, clock=clock)
-    rt.wake = lambda *args, **kwargs: False  # type: ignore[method-assign]
+    rt.wake = lambda *args, **kwargs: False
     # Given a job whose recipient is sent but never final at the provider
     # (the provider reports RUNNING only for jobs that asked for a delivery notification)
     handle = enqueue(one("+4917620000004", text="Slow", statusRequested=True), runtime=rt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -19,8 +20,8 @@ from worker.rate_limit.limiter import RedisRateLimiter
 from worker.status import job_status
 
 
-def one(dst: str, text: str = "Your code is 1234", **options) -> dict:
-    request: dict = {"messages": [{"text": text, "recipients": [{"dst": dst}]}]}
+def one(dst: str, text: str = "Your code is 1234", **options: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {"messages": [{"text": text, "recipients": [{"dst": dst}]}]}
     if options:
         request["options"] = options
     return request

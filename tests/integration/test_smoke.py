@@ -24,7 +24,7 @@ def test_one_job_goes_through_each_provider(
     clock = ManualClock()
     box = sandbox_factory(clock=clock)
     rt = runtime_factory(smsq_settings(box, sqlite_url, provider), clock=clock)
-    rt.wake = _NoPublish()  # type: ignore[method-assign]
+    rt.wake = _NoPublish()
     handle = enqueue(
         {
             "messages": [

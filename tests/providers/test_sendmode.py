@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -26,10 +27,11 @@ from .conftest import API_KEY, SENDMODE_URL
 ACCEPTED = "2017-08-25T12:51:01.1808223+01:00"
 
 
-def body_of(request: httpx.Request) -> dict:
+def body_of(request: httpx.Request) -> dict[str, Any]:
     """The JSON body (Sendmode requires Content-Type: application/json, seed 001)."""
     assert request.headers["Content-Type"] == "application/json"
-    return json.loads(request.content)
+    body: dict[str, Any] = json.loads(request.content)
+    return body
 
 
 def ok(**fields) -> httpx.Response:

@@ -351,7 +351,9 @@ def test_receipt_time_comes_from_the_sandbox_clock(sim: Sim) -> None:
         ({**one_sms(), "extra": 1}, "'extra'"),
     ],
 )
-def test_unknown_or_wrongly_cased_body_keys_are_400_naming_the_key(sim: Sim, body: dict, named: str) -> None:
+def test_unknown_or_wrongly_cased_body_keys_are_400_naming_the_key(
+    sim: Sim, body: dict[str, Any], named: str
+) -> None:
     response = sim.retarus().post("/jobs", json=body)
 
     assert response.status_code == 400

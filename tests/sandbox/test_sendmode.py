@@ -278,7 +278,7 @@ def test_json_and_form_bodies_get_the_same_answer(sim: Sim, encoding: str) -> No
     ],
 )
 def test_unknown_or_wrongly_cased_keys_are_refused_naming_the_key(
-    sim: Sim, path: str, body: dict, key: str
+    sim: Sim, path: str, body: dict[str, Any], key: str
 ) -> None:
     answer = sim.sendmode().post(path, json=body).json()
     assert (answer["status"], answer["statusCode"]) == ("INVALID_PARAMETER", 18)
