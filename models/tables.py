@@ -68,6 +68,11 @@ class Job(SQLModel, table=True):
     finished_at: datetime | None = _dt()
     attempts: int = 0
     reason: str | None = Field(default=None, sa_column=Column(Text))
+    #: Where outcome events go (worker/callbacks/spec.py: a webhook URL or a task name and queue, and
+    #: which events), resolved at enqueue from the job's own or its connection's default; None: none.
+    callback: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    #: True while the callback sweep still has to look at this job (cleared once its final event is noted).
+    callback_open: bool = Field(default=False, index=True)
 
 
 class Recipient(SQLModel, table=True):
@@ -93,6 +98,9 @@ class Recipient(SQLModel, table=True):
     outcome: str = Field(default=Outcome.PENDING, max_length=16)
     final: bool = False
     updated_at: datetime | None = _dt()
+    #: The outcome (and finality) last written to the callback outbox; the sweep notes any difference.
+    notified_outcome: str | None = Field(default=None, max_length=16)
+    notified_final: bool = False
 
 
 class Submission(SQLModel, table=True):
@@ -133,3 +141,39 @@ class Suppression(SQLModel, table=True):
     dst: str = Field(primary_key=True, max_length=32)
     created_at: datetime = Field(sa_type=DateTime(timezone=True))
     reason: str | None = Field(default=None, max_length=200)
+
+
+class CallbackState:
+    """States of one outbox event (plain strings: stored in `smsq_callback.state`)."""
+
+    PENDING = "pending"  # written with the outcome it reports; sent (again) at `next_attempt_at`
+    DELIVERED = "delivered"  # the receiver answered 2xx, or the task message was accepted by the broker
+    FAILED = "failed"  # still refused or unreachable when its retry period ended
+
+
+class CallbackEvent(SQLModel, table=True):
+    """The callback outbox: one row per event, written in the transaction that notes the outcome.
+
+    The id is stable (uuid5 of recipient or job, outcome and finality), so a receiver deduplicates on it.
+    """
+
+    __tablename__ = "smsq_callback"
+    __table_args__ = (
+        Index("ix_smsq_callback_due", "state", "next_attempt_at"),
+        Index("ix_smsq_callback_job", "job_id", "state"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    job_id: str = Field(max_length=36)
+    recipient_id: str | None = Field(default=None, max_length=36)
+    connection: str = Field(max_length=64)
+    kind: str = Field(max_length=8)  # "webhook" or "task"
+    receiver: str = Field(max_length=255)  # the concurrency key: scheme://host:port, or task:queue
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    state: str = Field(default=CallbackState.PENDING, max_length=16)
+    attempts: int = 0
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    next_attempt_at: datetime = Field(sa_type=DateTime(timezone=True))
+    give_up_at: datetime = Field(sa_type=DateTime(timezone=True))
+    completed_at: datetime | None = _dt()
+    last_error: str | None = Field(default=None, max_length=200)  # "HTTP 503", "ConnectTimeout": never a body

@@ -29,6 +29,7 @@ from models.request_errors import first_error
 from models.segments import segments_for
 from models.tables import Job, Recipient
 from models.windows import send_decision, validity_deadline
+from worker.callbacks.spec import CallbackLike, resolve_callback
 from worker.errors import ConfigurationError, InvalidRequest
 from worker.runtime import Runtime, get_runtime
 
@@ -70,13 +71,20 @@ def enqueue(
     connection: str = "default",
     idempotency_key: str | None = None,
     runtime: Runtime | None = None,
+    callback: CallbackLike | bool | None = None,
 ) -> JobHandle:
     """Store one SMS job and publish its send task; returns its handle.
 
-    The same `idempotency_key` returns the job it first created, whatever the request.
+    The same `idempotency_key` returns the job it first created, whatever the request. `callback`
+    ({"url": ...} or {"task": ..., "queue": ...}, plus "events": "final" | "all") says where outcome
+    events go; None takes the connection's default, False none (worker/callbacks/).
     """
     return enqueue_many(
-        [request], connection=connection, idempotency_keys=[idempotency_key], runtime=runtime
+        [request],
+        connection=connection,
+        idempotency_keys=[idempotency_key],
+        runtime=runtime,
+        callback=callback,
     )[0]
 
 
@@ -86,6 +94,7 @@ def enqueue_many(
     connection: str = "default",
     idempotency_keys: Sequence[str | None] | None = None,
     runtime: Runtime | None = None,
+    callback: CallbackLike | bool | None = None,
 ) -> list[JobHandle]:
     """Store many jobs in one transaction, then publish their send tasks over one broker connection.
 
@@ -113,6 +122,12 @@ def enqueue_many(
         raise InvalidRequest("connection", str(exc)) from None
     except ConfigurationError as exc:
         raise InvalidRequest("connection", str(exc)) from None
+    stored_callback = resolve_callback(
+        callback,
+        default=conn.default_callback(),
+        has_secret=bool(conn.callback_secret.get_secret_value()),
+        connection=connection,
+    )
     parsed: list[SmsRequest] = []
     for index, request in enumerate(requests):
         try:
@@ -135,6 +150,7 @@ def enqueue_many(
                     continue
                 job, recipients = build_job(request, connection=connection, provider=provider, now=now)
                 job.idempotency_key = key
+                job.callback, job.callback_open = stored_callback, stored_callback is not None
                 session.add(job)
                 session.add_all(recipients)
                 handles[index] = JobHandle(job.id, JobState(job.state))

@@ -12,6 +12,7 @@ class Queue(StrEnum):
     SEND = "smsq.send"  # drains woken by normal jobs (at most one waiting per connection and queue)
     POLL = "smsq.poll"  # status polling and delivery-unknown lookups
     SWEEP = "smsq.sweep"  # beat sweeps: release, reconcile
+    CALLBACK = "smsq.callback"  # outcome callbacks to the application: never ahead of sends or polls
 
 
 #: Task name -> queue. Drains are routed per wake-up (express or normal) when published.
@@ -23,6 +24,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "smsq.poll": {"queue": Queue.POLL},
     "smsq.release": {"queue": Queue.SWEEP},
     "smsq.reconcile": {"queue": Queue.SWEEP},
+    "smsq.callbacks": {"queue": Queue.CALLBACK},
 }
 
 #: Declared in this order; a worker started without -Q consumes all of them.

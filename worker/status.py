@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from models.db import transaction, utc
 from models.tables import Job, Recipient, Submission
+from worker.callbacks.report import callback_summary
 from worker.errors import JobNotFound
 from worker.runtime import Runtime, get_runtime
 
@@ -43,6 +44,7 @@ def job_status(job_id: str, runtime: Runtime | None = None) -> dict[str, Any]:
                     )
                     if pid
                 )
+        callbacks = callback_summary(session, job)
     return {
         "id": job.id,
         "state": job.state,
@@ -57,6 +59,7 @@ def job_status(job_id: str, runtime: Runtime | None = None) -> dict[str, Any]:
         "qos": "EXPRESS" if job.qos_rank == 0 else "NORMAL",
         "due_at": _iso(job.due_at),
         "attempts": job.attempts,
+        "callbacks": callbacks,  # None without a callback; else counts by state and failed events
         "recipients": [
             {
                 "dst": row.dst,

@@ -105,7 +105,10 @@ def resolve(submission_id: str) -> str:
 
 @shared_task(name="smsq.enqueue", ignore_result=True)
 def enqueue_task(
-    request: dict[str, Any], connection: str = "default", idempotency_key: str | None = None
+    request: dict[str, Any],
+    connection: str = "default",
+    idempotency_key: str | None = None,
+    callback: dict[str, Any] | bool | None = None,
 ) -> str:
     """Enqueue by task name, for applications that do not import smsq.
 
@@ -116,7 +119,9 @@ def enqueue_task(
     from worker.errors import InvalidRequest
 
     try:
-        handle = enqueue(request, connection=connection, idempotency_key=idempotency_key)
+        handle = enqueue(
+            request, connection=connection, idempotency_key=idempotency_key, callback=callback
+        )
     except InvalidRequest as exc:
         log.warning("smsq.enqueue refused a request: %s", exc)
         return ""

@@ -126,9 +126,17 @@ def send(
         typer.Option("--idempotency-key", help="Sending again with the same key returns the same job."),
     ] = None,
     connection: ConnectionOption = "default",
+    callback_url: Annotated[
+        str | None, typer.Option("--callback-url", help="Signed webhook for outcome events (https).")
+    ] = None,
+    callback_task: Annotated[
+        str | None, typer.Option("--callback-task", help="Your Celery task for outcome events: NAME@QUEUE.")
+    ] = None,
+    callback_events: Annotated[str, typer.Option("--callback-events", help="final or all.")] = "final",
     as_json: JsonOption = False,
 ) -> None:
     """Enqueue one SMS job and print its id. A bad request exits 2 and stores nothing."""
+    from worker.callbacks.spec import callback_from_options
     from worker.producer import enqueue
 
     if qos is not None and qos.lower() not in ("express", "normal"):
@@ -149,7 +157,10 @@ def send(
     )
     rt = runtime()
     with handled():
-        handle = enqueue(request, connection=connection, idempotency_key=idempotency_key, runtime=rt)
+        callback = callback_from_options(callback_url, callback_task, callback_events)
+        handle = enqueue(
+            request, connection=connection, idempotency_key=idempotency_key, runtime=rt, callback=callback
+        )
     if as_json:
         print_json({"id": handle.id, "state": handle.state.value, "created": handle.created})
     else:
@@ -202,6 +213,8 @@ def status(
     ):
         if data.get(key) is not None:
             summary.add_row(label, str(data[key]))
+    if data.get("callbacks"):
+        summary.add_row("callbacks", data["callbacks"]["summary"])
     console.print(summary)
     table = Table(title=f"{len(data['recipients'])} recipient(s)", title_justify="left")
     for column in ("dst", "outcome", "process status", "status", "sent", "finished", "reason"):

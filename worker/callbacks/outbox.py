@@ -1,0 +1,183 @@
+"""The callback sweep: note every outcome that changed since it was last noted, as outbox events.
+
+It reads what the send path wrote and never hooks into it. A recipient is looked at while its job has an
+open callback (`Job.callback_open`) and its outcome or finality differs from the one last noted
+(`notified_outcome`, `notified_final`). In one transaction it writes the event row and records what it
+noted, with a conditional update, so a sweep that runs twice writes each event once; the event id is a
+uuid5 of the subject, the outcome and its finality, so the same change always has the same id.
+
+When a job is terminal and nothing of it is left to note, its own final event is written and the job's
+callback is closed: from then on the sweep no longer reads it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, and_, exists, func, not_, or_, update
+from sqlmodel import Session, col, select
+
+from models.db import transaction, utc
+from models.enums import TERMINAL_JOB_STATES, Outcome
+from models.tables import CallbackEvent, CallbackState, Job, Recipient
+from worker.callbacks.spec import CallbackSpec
+from worker.runtime import Runtime
+
+#: Namespace of event ids (uuid5): the same subject, outcome and finality always give the same id.
+EVENT_NAMESPACE = uuid.UUID("5f0c3a52-6f1e-4c1e-9a57-2b8f4f1e0c14")
+#: Outcomes reported before a recipient is final when a callback asks for "all" events.
+INTERMEDIATE_OUTCOMES = frozenset({Outcome.ACCEPTED, Outcome.SENT})
+#: Recipients noted per transaction.
+BATCH = 500
+
+
+def event_id(subject_id: str, outcome: str, final: bool) -> str:
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{subject_id}:{outcome}:{'final' if final else 'progress'}"))
+
+
+def _iso(value: datetime | None) -> str | None:
+    aware = utc(value)
+    return aware.isoformat().replace("+00:00", "Z") if aware is not None else None
+
+
+def _changed() -> Any:
+    """SQL: the recipient's outcome or finality differs from what was last noted."""
+    return or_(
+        col(Recipient.outcome) != func.coalesce(col(Recipient.notified_outcome), Outcome.PENDING.value),
+        and_(col(Recipient.final).is_(True), col(Recipient.notified_final).is_(False)),
+    )
+
+
+@dataclass
+class NoteReport:
+    recipients: int = 0  # changes noted
+    events: int = 0  # outbox rows written (recipient and job events)
+    jobs_closed: int = 0
+
+
+def recipient_payload(job: Job, row: Recipient, now: datetime) -> dict[str, Any]:
+    """Ids and states only: never the number or the text."""
+    options = (job.request or {}).get("options") or {}
+    provider_status = " ".join(part for part in (row.process_status, row.status) if part) or None
+    at = (row.finished_ts if row.final else None) or row.updated_at or now
+    return {
+        "id": event_id(row.id, row.outcome, row.final),
+        "type": "recipient",
+        "job_id": job.id,
+        "recipient_id": row.id,
+        "customer_ref": row.customer_ref or options.get("customerRef"),
+        "outcome": row.outcome,
+        "final": row.final,
+        "provider_status": provider_status,
+        "reason": row.reason,
+        "at": _iso(at),
+    }
+
+
+def job_payload(job: Job, now: datetime) -> dict[str, Any]:
+    options = (job.request or {}).get("options") or {}
+    return {
+        "id": event_id(job.id, job.state, True),
+        "type": "job",
+        "job_id": job.id,
+        "recipient_id": None,
+        "customer_ref": options.get("customerRef"),
+        "outcome": job.state,
+        "final": True,
+        "provider_status": None,
+        "reason": job.reason,
+        "at": _iso(job.finished_at or job.updated_at or now),
+    }
+
+
+def _add_event(session: Session, rt: Runtime, job: Job, payload: dict[str, Any], now: datetime) -> bool:
+    """Write one outbox row unless an event with its id exists already (the same change seen again)."""
+    if session.get(CallbackEvent, payload["id"]) is not None:
+        return False
+    spec = CallbackSpec.model_validate(job.callback)
+    session.add(
+        CallbackEvent(
+            id=payload["id"],
+            job_id=job.id,
+            recipient_id=payload["recipient_id"],
+            connection=job.connection,
+            kind=spec.kind,
+            receiver=spec.receiver,
+            payload=payload,
+            state=CallbackState.PENDING,
+            created_at=now,
+            next_attempt_at=now,
+            give_up_at=now + timedelta(seconds=rt.settings.callback_retry_period_s),
+        )
+    )
+    return True
+
+
+def _note_recipients(session: Session, rt: Runtime, now: datetime, report: NoteReport) -> int:
+    rows = session.exec(
+        select(Recipient, Job)
+        .join(Job, col(Job.id) == col(Recipient.job_id))
+        .where(col(Job.callback_open).is_(True), _changed())
+        .order_by(col(Recipient.job_id), col(Recipient.id))
+        .limit(BATCH)
+    ).all()
+    for row, job in rows:
+        noted = col(Recipient.notified_outcome)
+        claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(Recipient)
+            .where(
+                col(Recipient.id) == row.id,
+                noted.is_(None) if row.notified_outcome is None else noted == row.notified_outcome,
+                col(Recipient.notified_final).is_(row.notified_final),
+            )
+            .values(notified_outcome=row.outcome, notified_final=row.final)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:
+            continue  # another sweep noted it meanwhile
+        report.recipients += 1
+        events = (job.callback or {}).get("events", "final")
+        if row.final or (events == "all" and row.outcome in INTERMEDIATE_OUTCOMES):
+            report.events += _add_event(session, rt, job, recipient_payload(job, row, now), now)
+    return len(rows)
+
+
+def _close_jobs(session: Session, rt: Runtime, now: datetime, report: NoteReport) -> None:
+    pending = exists().where(col(Recipient.job_id) == col(Job.id), _changed())
+    jobs = session.exec(
+        select(Job)
+        .where(
+            col(Job.callback_open).is_(True),
+            col(Job.state).in_([state.value for state in TERMINAL_JOB_STATES]),
+            not_(pending),
+        )
+        .limit(BATCH)
+    ).all()
+    for job in jobs:
+        closed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(Job)
+            .where(col(Job.id) == job.id, col(Job.callback_open).is_(True))
+            .values(callback_open=False)
+            .execution_options(synchronize_session=False)
+        )
+        if closed.rowcount == 1:
+            report.jobs_closed += 1
+            report.events += _add_event(session, rt, job, job_payload(job, now), now)
+
+
+def note_outcomes(rt: Runtime, *, max_rounds: int = 20) -> NoteReport:
+    """Note changed outcomes into the outbox, a batch per transaction, until none is left (or max_rounds)."""
+    report = NoteReport()
+    for _ in range(max_rounds):
+        now = rt.clock.now()
+        with transaction(rt.sessions) as session:
+            seen = _note_recipients(session, rt, now, report)
+        if seen < BATCH:
+            break
+    now = rt.clock.now()
+    with transaction(rt.sessions) as session:
+        _close_jobs(session, rt, now, report)
+    return report
