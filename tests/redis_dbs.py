@@ -8,14 +8,16 @@
 offset  used by
 ======  ==========================================================================
 5       the shared fixtures (tests/conftest.py: runtimes, Celery processes, most tests)
+6       the callback tests (tests/callbacks/)
 7       the status-table end-to-end test (tests/contract/test_status_table_e2e.py)
 11      the rate-limiter tests (tests/worker/test_rate_limit.py)
 12      the benchmark (bench/throughput.py), never the tests
 13      the CLI and ops tests (tests/cli/, tests/ops/)
+14      the doctor tests (tests/cli/test_doctor.py)
 ======  ==========================================================================
 
-With the default URL these are dbs 5, 7, 11, 12 and 13, as before. Redis has 16 dbs (0-15) unless its
-`databases` setting says otherwise, so a base above 2 needs a server configured with more.
+With the default URL the db is the offset itself, as before. Redis has 16 dbs (0-15) unless its
+`databases` setting says otherwise, so a base above 1 needs a server configured with more.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ DEFAULT_URL = "redis://127.0.0.1:6379"
 VARIABLE = "SMSQ_TEST_REDIS_URL"
 
 SHARED = 5
+CALLBACKS = 6
 CONTRACT = 7
 RATE_LIMIT = 11
 BENCH = 12
 CLI = 13
+DOCTOR = 14
 
 
 def base_url() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import signal
 import time
+from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -25,7 +26,7 @@ from worker.status import job_status
 
 JOBS = "/rest/v1/jobs"
 #: Short timeouts so a trial takes seconds: settle time = 2 + 1 + 1 = 4 s.
-FAST = {
+FAST: dict[str, Any] = {
     "provider_timeout_s": 2.0,
     "provider_connect_timeout_s": 1.0,
     "provider_accept_allowance_s": 1.0,
@@ -44,7 +45,7 @@ def accepted_refs(box) -> collections.Counter[str]:
     return refs
 
 
-def post_jobs(box) -> list:
+def post_jobs(box) -> list[Any]:
     return [c for c in box.state.calls() if c.path == JOBS and c.method == "POST"]
 
 
