@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +45,8 @@ class Receiver:
     url: str
     status: int = 200
     received: list[Received] = field(default_factory=list)
-    hold: threading.Event | None = None  # set: requests wait until it is set... (None: answer at once)
+    hold: threading.Event | None = None  # requests wait until it is set (None: answer at once)
+    delay_s: float = 0.0  # each request takes this long
     arrived: threading.Event = field(default_factory=threading.Event)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -73,6 +75,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             try:
                 if receiver.hold is not None:
                     receiver.hold.wait(30)
+                time.sleep(receiver.delay_s)
                 status = receiver.status
                 if status < 300:
                     with receiver.lock:
