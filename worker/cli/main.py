@@ -27,7 +27,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from models.enums import JobState
+from models.enums import Encoding, JobState, Qos
 from worker.cli import ops as cli_ops
 from worker.cli.common import (
     EXIT_BAD_INPUT,
@@ -53,6 +53,29 @@ app.add_typer(contacts_app, name="contacts")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 ConnectionOption = Annotated[str, typer.Option("--connection", "-c", help="Provider connection name.")]
+
+
+def _choice(field: str, values: list[str], *, case: str = "lower") -> Any:
+    """A parse-time check of an option against an enum's values: the choices show in --help as the
+    metavar, and a bad value exits 2 with one line (`error: <field>: must be one of ...`)."""
+    shown = [value.lower() if case == "lower" else value for value in values]
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.lower() not in {v.lower() for v in values}:
+            fail(
+                f"{field}: must be {' or '.join(shown) if len(shown) == 2 else 'one of ' + ', '.join(shown)}",
+                EXIT_BAD_INPUT,
+            )
+        return value
+
+    return {"metavar": f"[{'|'.join(shown)}]", "callback": check}
+
+
+QOS_CHOICE = _choice("options.qos", [q.value for q in Qos])
+ENCODING_CHOICE = _choice("options.encoding", [e.value for e in Encoding], case="keep")
+STATE_CHOICE = _choice("--state", [s.value for s in JobState])
 
 
 # --- send / status / jobs -------------------------------------------------------------------------
@@ -99,7 +122,7 @@ def send(
     to: Annotated[list[str], typer.Option("--to", help="Recipient number (E.164 or national); repeatable.")],
     text: Annotated[str, typer.Option("--text", help="Message text.")],
     src: Annotated[str | None, typer.Option(help="Sender id (numeric or up to 11 characters).")] = None,
-    qos: Annotated[str | None, typer.Option(help="express or normal.")] = None,
+    qos: Annotated[str | None, typer.Option(help="Express jobs overtake normal ones.", **QOS_CHOICE)] = None,
     job_period: Annotated[
         str | None, typer.Option("--job-period", help="Earliest send time, ISO-8601 with offset.")
     ] = None,
@@ -116,7 +139,7 @@ def send(
     max_parts: Annotated[
         int | None, typer.Option("--max-parts", help="At most this many SMS parts (1..20).")
     ] = None,
-    encoding: Annotated[str | None, typer.Option(help="STANDARD or UTF-16.")] = None,
+    encoding: Annotated[str | None, typer.Option(help="SMS character set.", **ENCODING_CHOICE)] = None,
     billcode: Annotated[str | None, typer.Option(help="Billing code (up to 70 characters).")] = None,
     customer_ref: Annotated[
         str | None, typer.Option("--customer-ref", help="Your reference for the job.")
@@ -234,7 +257,7 @@ def status(
 
 @app.command()
 def jobs(
-    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only jobs in this state.", **STATE_CHOICE)] = None,
     connection: Annotated[
         str | None, typer.Option("--connection", "-c", help="Only this connection.")
     ] = None,
@@ -289,7 +312,7 @@ def migrate() -> None:
     """Apply the database migrations (SMSQ_DATABASE_URL); safe to run again."""
     from models.migrate import current_revision, head_revision, upgrade
 
-    rt = runtime()
+    rt = runtime(check_connections=False)  # the schema does not depend on provider settings
     url = rt.settings.database_url
     try:
         upgrade(url)

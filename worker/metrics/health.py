@@ -3,7 +3,7 @@
 Exit 0 when healthy, 1 with one line on stderr when not. docker-compose.yml and the Dockerfile's
 HEALTHCHECK run these; each is cheap and reads only the SMSQ_ environment.
 
-- `worker`: this host's Celery worker (`celery@<hostname>`) answers a ping within 5 s.
+- `worker [NODE]`: this host's Celery worker (`celery@<hostname>`, or NODE) answers a ping within 5 s.
 - `beat`: beat published a sweep recently (its heartbeat in Redis, `worker.metrics.heartbeat`).
 - `metrics [PORT]`: the local /metrics endpoint answers 200 (PORT: SMSQ_METRICS_PORT, else 9464).
 - `redis`: the Redis of the limiter and locks answers PING (the image's default check).
@@ -45,17 +45,20 @@ def check_beat(settings: Settings) -> str | None:
     return None
 
 
-def check_worker(settings: Settings, hostname: str | None = None) -> str | None:
+def check_worker(
+    settings: Settings, node: str | None = None, *, timeout_s: float = PING_TIMEOUT_S
+) -> str | None:
+    """None when the worker `node` (default: `celery@<this host>`, Celery's default name) answers a ping."""
     from worker.celery_app import create_celery_app
 
-    node = f"celery@{hostname or socket.gethostname()}"
+    node = node or f"celery@{socket.gethostname()}"
     app = create_celery_app(settings)
     try:
-        replies = app.control.ping(destination=[node], timeout=PING_TIMEOUT_S)
+        replies = app.control.ping(destination=[node], timeout=timeout_s)
     finally:
         app.close()
     if not any(node in reply for reply in replies or []):
-        return f"{node} did not answer a ping within {PING_TIMEOUT_S:.0f} s"
+        return f"{node} did not answer a ping within {timeout_s:g} s"
     return None
 
 
@@ -89,7 +92,7 @@ def main(argv: list[str]) -> int:
     elif what == "redis":
         problem = check_redis(settings)
     else:
-        sys.stderr.write("usage: python -m worker.metrics.health worker|beat|metrics [PORT]|redis\n")
+        sys.stderr.write("usage: python -m worker.metrics.health worker [NODE]|beat|metrics [PORT]|redis\n")
         return 2
     if problem is not None:
         sys.stderr.write(f"unhealthy: {problem}\n")
