@@ -17,7 +17,7 @@ app = Celery("app", broker=BROKER, set_as_current=False)
 app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True)
 
 
-@app.task(name="app.sms_outcome")
+@app.task(name="app.sms_outcome")  # type: ignore[untyped-decorator]
 def sms_outcome(event: dict[str, Any]) -> None:
     client = redis.Redis.from_url(BROKER)
     client.rpush(RECEIVED_KEY, json.dumps(event))

@@ -153,9 +153,7 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def make_runtime(
-    clean_redis: redis.Redis[Any], clock: ManualClock
-) -> Iterator[Callable[..., Runtime]]:
+def make_runtime(clean_redis: redis.Redis[Any], clock: ManualClock) -> Iterator[Callable[..., Runtime]]:
     """Runtimes on the ManualClock (closed at the end); the last one is the process runtime."""
     from worker.celery_app import create_celery_app
     from worker.runtime import set_runtime

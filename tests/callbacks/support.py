@@ -22,7 +22,12 @@ def enqueue_with(rt: Runtime, callback: Any, count: int = 1, **options: Any) -> 
     from worker import enqueue
 
     request = {
-        "messages": [{"text": TEXT, "recipients": [{"dst": n, "customerRef": f"r{i}"} for i, n in enumerate(numbers(count))]}],
+        "messages": [
+            {
+                "text": TEXT,
+                "recipients": [{"dst": n, "customerRef": f"r{i}"} for i, n in enumerate(numbers(count))],
+            }
+        ],
         "options": {"customerRef": "order-42", **options},
     }
     return enqueue(request, runtime=rt, callback=callback).id

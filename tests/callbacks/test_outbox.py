@@ -12,7 +12,15 @@ import pytest
 
 from models.clock import ManualClock
 from tests.callbacks.conftest import Receiver, callback_settings
-from tests.callbacks.support import TEXT, enqueue_with, finish_job, numbers, outbox, recipient_ids, write_outcome
+from tests.callbacks.support import (
+    TEXT,
+    enqueue_with,
+    finish_job,
+    numbers,
+    outbox,
+    recipient_ids,
+    write_outcome,
+)
 from tests.conftest import Sandbox
 from worker.callbacks.outbox import event_id, note_outcomes
 from worker.callbacks.tasks import run_callbacks
@@ -20,7 +28,18 @@ from worker.runtime import Runtime
 
 NO_PROVIDER = Sandbox("http://127.0.0.1:9", None)
 FINAL = ["delivered", "accepted", "undeliverable", "failed", "expired", "canceled", "suppressed", "unknown"]
-PAYLOAD_KEYS = {"id", "type", "job_id", "recipient_id", "customer_ref", "outcome", "final", "provider_status", "reason", "at"}
+PAYLOAD_KEYS = {
+    "id",
+    "type",
+    "job_id",
+    "recipient_id",
+    "customer_ref",
+    "outcome",
+    "final",
+    "provider_status",
+    "reason",
+    "at",
+}
 
 
 def test_every_final_outcome_gives_exactly_one_event_id_delivered_signed(

@@ -60,9 +60,12 @@ def test_a_receiver_that_stays_down_ends_failed_visible_in_status_and_metrics(
     for rid in recipient_ids(rt, job_id):
         write_outcome(rt, rid, "undeliverable", True)
     finish_job(rt, job_id)
-    before = REGISTRY.get_sample_value(
-        "smsq_callback_events_total", {"connection": "default", "kind": "webhook", "result": "failed"}
-    ) or 0.0
+    before = (
+        REGISTRY.get_sample_value(
+            "smsq_callback_events_total", {"connection": "default", "kind": "webhook", "result": "failed"}
+        )
+        or 0.0
+    )
     for _ in range(30):  # seven-second steps: the 60 s period ends after about nine
         run_callbacks_report(rt)
         if all(e.state == "failed" for e in outbox(rt, job_id)):
@@ -71,7 +74,9 @@ def test_a_receiver_that_stays_down_ends_failed_visible_in_status_and_metrics(
     events = outbox(rt, job_id)
     assert {e.state for e in events} == {"failed"} and {e.last_error for e in events} == {"ConnectError"}
     # every attempt happened within the retry period, the last one at its end
-    assert all(e.completed_at is not None and (e.completed_at - e.created_at).total_seconds() <= 67 for e in events)
+    assert all(
+        e.completed_at is not None and (e.completed_at - e.created_at).total_seconds() <= 67 for e in events
+    )
     assert min(e.attempts for e in events) >= 4
     after = REGISTRY.get_sample_value(
         "smsq_callback_events_total", {"connection": "default", "kind": "webhook", "result": "failed"}

@@ -16,7 +16,12 @@ from worker.settings import load_connections_file, load_settings
 
 @pytest.mark.parametrize(
     "url",
-    ["https://app.example.com/hooks/sms", "http://localhost:8000/h", "http://127.0.0.1:9/h", "http://[::1]:80/"],
+    [
+        "https://app.example.com/hooks/sms",
+        "http://localhost:8000/h",
+        "http://127.0.0.1:9/h",
+        "http://[::1]:80/",
+    ],
 )
 def test_https_or_http_to_localhost_is_accepted(url: str) -> None:
     assert check_callback_url(url) == url
@@ -35,7 +40,7 @@ def test_https_or_http_to_localhost_is_accepted(url: str) -> None:
 def test_other_urls_are_refused_naming_the_rule(url: str, words: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         resolve_callback({"url": url}, default=None, has_secret=True, connection="default")
-    assert info.value.field == "callback.url" or info.value.field == "callback"
+    assert info.value.field == "callback.url"
     assert words in info.value.rule
 
 
@@ -69,8 +74,15 @@ def test_a_webhook_needs_the_connections_secret_and_false_opts_out_of_the_defaul
 
 def test_the_cli_form_maps_to_the_same_callback() -> None:
     assert callback_from_options(None, None) is None
-    assert callback_from_options("https://a.example/x", None, "all") == {"url": "https://a.example/x", "events": "all"}
-    assert callback_from_options(None, "app.outcome@app.q") == {"task": "app.outcome", "queue": "app.q", "events": "final"}
+    assert callback_from_options("https://a.example/x", None, "all") == {
+        "url": "https://a.example/x",
+        "events": "all",
+    }
+    assert callback_from_options(None, "app.outcome@app.q") == {
+        "task": "app.outcome",
+        "queue": "app.q",
+        "events": "final",
+    }
 
 
 def test_per_connection_defaults_come_from_the_environment_and_the_connections_file(tmp_path: Path) -> None:
@@ -88,11 +100,15 @@ def test_per_connection_defaults_come_from_the_environment_and_the_connections_f
     path.write_text(
         "tasks:\n  provider: sendmode\n  api_key: k\n  callback_task: app.outcome\n  callback_queue: app.q\n"
     )
-    assert load_connections_file(path)["tasks"].default_callback() == CallbackSpec(task="app.outcome", queue="app.q")
+    assert load_connections_file(path)["tasks"].default_callback() == CallbackSpec(
+        task="app.outcome", queue="app.q"
+    )
     path.write_text("hooks:\n  provider: sendmode\n  api_key: k\n  callback_url: https://app.example.com/h\n")
     with pytest.raises(ConfigurationError, match="callback_secret"):
         load_connections_file(path)
-    path.write_text("hooks:\n  provider: sendmode\n  api_key: k\n  callback_url: http://app.example.com/h\n  callback_secret: x\n")
+    path.write_text(
+        "hooks:\n  provider: sendmode\n  api_key: k\n  callback_url: http://app.example.com/h\n  callback_secret: x\n"
+    )
     with pytest.raises(ConfigurationError, match="https"):
         load_connections_file(path)
 

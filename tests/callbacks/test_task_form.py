@@ -32,9 +32,29 @@ def app_worker(tmp_path: Path, clean_redis: redis.Redis[Any]) -> Iterator[None]:
     env.update(PYTHONPATH=str(ROOT), APP_BROKER_URL=REDIS_URL)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.callbacks.app_receiver", "worker", "-Q", "app.outcomes",
-             "-P", "solo", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "app@%h", "--loglevel=INFO"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.callbacks.app_receiver",
+                "worker",
+                "-Q",
+                "app.outcomes",
+                "-P",
+                "solo",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                "app@%h",
+                "--loglevel=INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         wait_until(lambda: b"ready." in log.read_bytes() or proc.poll() is not None, 30, what="app worker")
@@ -55,13 +75,20 @@ def test_events_reach_the_applications_own_task_and_queue(
     write_outcome(rt, ids[1], "expired", True, process_status="DONE", status="TIMEOUT")
     finish_job(rt, job_id)
     assert run_callbacks(rt)["delivered"] == 3
-    raw = wait_until(lambda: clean_redis.llen(RECEIVED_KEY) >= 3 and clean_redis.lrange(RECEIVED_KEY, 0, -1), 20)
+    raw = wait_until(
+        lambda: clean_redis.llen(RECEIVED_KEY) >= 3 and clean_redis.lrange(RECEIVED_KEY, 0, -1), 20
+    )
     events = [json.loads(item) for item in raw]
     assert sorted(e["id"] for e in events) == sorted(
-        [event_id(ids[0], "delivered", True), event_id(ids[1], "expired", True), event_id(job_id, "finished", True)]
+        [
+            event_id(ids[0], "delivered", True),
+            event_id(ids[1], "expired", True),
+            event_id(job_id, "finished", True),
+        ]
     )
     assert {(e["recipient_id"], e["outcome"]) for e in events if e["type"] == "recipient"} == {
-        (ids[0], "delivered"), (ids[1], "expired")
+        (ids[0], "delivered"),
+        (ids[1], "expired"),
     }
     assert all(TEXT not in item.decode() and numbers(2)[0] not in item.decode() for item in raw)
 
@@ -75,7 +102,11 @@ def test_the_by_name_enqueue_takes_a_callback(
 
     rt = make_runtime(callback_settings(NO_PROVIDER, sqlite_url))
     request = {"messages": [{"text": "Hi", "recipients": [{"dst": "+4917612345678"}]}]}
-    job_id = enqueue_task.apply(kwargs={"request": request, "callback": {"url": receiver.url, "events": "all"}}).get()
+    job_id = enqueue_task.apply(
+        kwargs={"request": request, "callback": {"url": receiver.url, "events": "all"}}
+    ).get()
     with transaction(rt.sessions) as session:
         job = session.get(Job, job_id)
-        assert job is not None and job.callback == {"url": receiver.url, "events": "all"} and job.callback_open
+        assert (
+            job is not None and job.callback == {"url": receiver.url, "events": "all"} and job.callback_open
+        )

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.errors import InvalidRequest
 
@@ -48,12 +48,16 @@ class CallbackSpec(BaseModel):
     #: intermediate outcomes `accepted` and `sent`.
     events: Events = "final"
 
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return check_callback_url(value) if value is not None else None
+
     @model_validator(mode="after")
     def _one_form(self) -> CallbackSpec:
         if (self.url is None) == (self.task is None):
             raise ValueError("give either url or task (with queue)")
         if self.url is not None:
-            check_callback_url(self.url)
             if self.queue is not None:
                 raise ValueError("queue goes with task, not with url")
         elif self.queue is None:
@@ -119,9 +123,7 @@ def resolve_callback(
     return spec.model_dump(exclude_none=True)
 
 
-def callback_from_options(
-    url: str | None, task: str | None, events: str = "final"
-) -> dict[str, Any] | None:
+def callback_from_options(url: str | None, task: str | None, events: str = "final") -> dict[str, Any] | None:
     """The `callback=` of `smsq send --callback-url URL | --callback-task NAME@QUEUE [--callback-events]`."""
     if url is None and task is None:
         return None
