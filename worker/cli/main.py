@@ -28,6 +28,8 @@ import typer
 from rich.table import Table
 
 from models.enums import Encoding, JobState, Qos
+from worker.callbacks.cli import CallbackEventsOption, CallbackTaskOption, CallbackUrlOption
+from worker.callbacks.spec import callback_from_options
 from worker.cli import ops as cli_ops
 from worker.cli.common import (
     EXIT_BAD_INPUT,
@@ -149,17 +151,12 @@ def send(
         typer.Option("--idempotency-key", help="Sending again with the same key returns the same job."),
     ] = None,
     connection: ConnectionOption = "default",
-    callback_url: Annotated[
-        str | None, typer.Option("--callback-url", help="Signed webhook for outcome events (https).")
-    ] = None,
-    callback_task: Annotated[
-        str | None, typer.Option("--callback-task", help="Your Celery task for outcome events: NAME@QUEUE.")
-    ] = None,
-    callback_events: Annotated[str, typer.Option("--callback-events", help="final or all.")] = "final",
+    callback_url: CallbackUrlOption = None,
+    callback_task: CallbackTaskOption = None,
+    callback_events: CallbackEventsOption = "final",
     as_json: JsonOption = False,
 ) -> None:
     """Enqueue one SMS job and print its id. A bad request exits 2 and stores nothing."""
-    from worker.callbacks.spec import callback_from_options
     from worker.producer import enqueue
 
     if qos is not None and qos.lower() not in ("express", "normal"):
