@@ -8,6 +8,15 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The top of docs/benchmarks.md; each script under bench/ owns one marked section below it.
+DOCUMENT_HEADER = (
+    "# Benchmarks\n\n"
+    "Each section below is written by one script under `bench/` and replaced whole when it runs again "
+    "(do not edit by hand; re-run it). Figures within a section come from one run, smsq beside its "
+    "baseline, on the machine that section describes.\n"
+)
 
 
 @dataclass
@@ -58,9 +67,9 @@ class EnqueueRun:
     jobs: int
     #: Seconds each repetition took (a fresh database and broker each time).
     samples_s: list[float]
-    #: Send-task messages found in the broker after each repetition (proves the publish happened).
+    #: Drain wake-ups found in the broker after each repetition (one per connection, however many jobs).
     broker_messages: list[int]
-    #: Jobs with published_at set after each repetition.
+    #: Jobs queued after each repetition (the warm-up job not counted).
     published_jobs: list[int]
 
     @property
@@ -156,7 +165,7 @@ def summary_lines(report: BenchReport) -> list[str]:
 def render_markdown(report: BenchReport) -> str:
     out: list[str] = []
     add = out.append
-    add("# Benchmarks")
+    add("## Throughput and enqueue cost (`bench/throughput.py`)")
     add("")
     add(
         "Written by `python -m bench.throughput` (do not edit by hand; re-run it). Every figure below was "
@@ -164,7 +173,7 @@ def render_markdown(report: BenchReport) -> str:
         "compare the **ratios**; the absolute numbers depend on the machine."
     )
     add("")
-    add("## How to re-run")
+    add("### How to re-run")
     add("")
     add("```")
     add(".venv/bin/python -m bench.throughput           # full: about 2 minutes")
@@ -180,7 +189,7 @@ def render_markdown(report: BenchReport) -> str:
         "SQLite file in a temporary directory."
     )
     add("")
-    add("## What each figure means")
+    add("### What each figure means")
     add("")
     add(
         f"1. **Send throughput under a provider limit.** The sandbox allows {report.limit_calls} calls per "
@@ -207,8 +216,10 @@ def render_markdown(report: BenchReport) -> str:
     add(
         "2. **Enqueue cost.** N jobs stored and published with one `enqueue_many` call (one transaction, "
         "one broker connection) versus N separate `enqueue()` calls (a transaction and a publish each). "
-        "The broker publish to Redis is included in both, and checked: afterwards the send queue holds "
-        "one message per job and every job has `published_at` set. Each method is run a few times, "
+        "The broker publish to Redis is included in both, and checked: afterwards every job is `queued` and "
+        "the send queue holds the connection's `smsq.drain` wake-up: one, however many jobs (at most one "
+        "waits per connection and queue; the warm-up job's wake-up already waits, so a second is not "
+        "published). Each method is run a few times, "
         "alternating, each time on a fresh database and an empty broker, after one warm-up job that is not "
         "counted; the table shows the median. *ratio* is the cost per job relative to `enqueue_many`."
     )
@@ -217,13 +228,13 @@ def render_markdown(report: BenchReport) -> str:
         "among the worker pool processes, read at the end of each send run."
     )
     add("")
-    add("## Results")
+    add("### Results")
     add("")
     for line in summary_lines(report):
         add(f"- {line}")
     add("")
     if report.send_runs:
-        add("### 1. Send throughput")
+        add("#### 1. Send throughput")
         add("")
         add(
             "| run | batch_max_recipients | jobs (N) | window | recipients delivered | provider send calls "
@@ -272,11 +283,11 @@ def render_markdown(report: BenchReport) -> str:
             )
             add("")
     if report.enqueue_runs:
-        add("### 2. Enqueue cost")
+        add("#### 2. Enqueue cost")
         add("")
         add(
             "| database | method | jobs (N) | median time (min–max) | ms / job | jobs / s | ratio "
-            "| broker messages | jobs published |"
+            "| drain wake-ups in the broker | jobs queued |"
         )
         add("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for erun in report.enqueue_runs:
@@ -297,12 +308,12 @@ def render_markdown(report: BenchReport) -> str:
             )
         add("")
     if report.notes:
-        add("### Notes")
+        add("#### Notes")
         add("")
         for note in report.notes:
             add(f"- {note}")
         add("")
-    add("## Run")
+    add("### Run")
     add("")
     add(f"- Command: `{report.command}` ({report.mode} mode, {report.total_s:.0f} s in all)")
     add(f"- Date (UTC): {report.date_utc}")
@@ -310,3 +321,36 @@ def render_markdown(report: BenchReport) -> str:
         add(f"- {key}: {value}")
     add("")
     return "\n".join(out)
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- section {name}: start -->", f"<!-- section {name}: end -->"
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Put `body` into `path` as the section `name`, replacing its previous version; other sections stay.
+
+    A document from before sections (written whole by bench/throughput.py) becomes its
+    `bench.throughput` section, headings moved one level down.
+    """
+    text = path.read_text() if path.exists() else ""
+    start, end = _markers(name)
+    block = f"{start}\n{body.strip()}\n{end}\n"
+    if "<!-- section " not in text:
+        legacy = text.strip()
+        text = DOCUMENT_HEADER
+        if legacy and name != "bench.throughput":
+            lines = legacy.splitlines()
+            if lines and lines[0].startswith("# "):
+                lines[0] = "## Throughput and enqueue cost (`bench/throughput.py`)"
+                lines[1:] = [f"#{line}" if line.startswith("##") else line for line in lines[1:]]
+            old_start, old_end = _markers("bench.throughput")
+            text += "\n" + old_start + "\n" + "\n".join(lines) + "\n" + old_end + "\n"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        text = before + block + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

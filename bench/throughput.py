@@ -38,7 +38,7 @@ import redis
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from bench.report import BenchReport, EnqueueRun, SendRun, render_markdown, summary_lines
+from bench.report import BenchReport, EnqueueRun, SendRun, render_markdown, summary_lines, write_section
 from bench.workers import ROOT, WorkerFleet
 from models.db import transaction
 from models.enums import JobState
@@ -263,7 +263,8 @@ def run_send(label: str, jobs: int, cap_s: float, workdir: Path, **overrides: An
 def run_enqueue(method: str, jobs: int, database_url: str) -> tuple[float, int, int]:
     """Time `jobs` jobs through `enqueue_many` (one call) or `enqueue` (one call each), publish included.
 
-    Returns (seconds, send-task messages in the broker, jobs with published_at set), warm-up excluded.
+    Returns (seconds, drain wake-ups in the broker: at most one waiting per connection and queue, jobs
+    queued), the warm-up job excluded from the jobs.
     """
     flush_redis()
     # No provider call is made here: any well-formed URL will do.
@@ -278,10 +279,10 @@ def run_enqueue(method: str, jobs: int, database_url: str) -> tuple[float, int, 
             for item in requests[:jobs]:
                 enqueue(item, runtime=rt)
         total_s = time.perf_counter() - started
-        broker_messages = int(rt.redis.llen(Queue.SEND.value)) - 1
+        broker_messages = int(rt.redis.llen(Queue.SEND.value))
         with transaction(rt.sessions) as session:
-            published = select(func.count()).select_from(Job).where(col(Job.published_at).is_not(None))
-            published_jobs = int(session.exec(published).one()) - 1
+            queued = select(func.count()).select_from(Job).where(col(Job.state) == JobState.QUEUED)
+            published_jobs = int(session.exec(queued).one()) - 1
     flush_redis()
     return total_s, broker_messages, published_jobs
 
@@ -433,8 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             report.notes.append(f"{run.label}: {run.duplicates} recipient(s) reached the sandbox twice.")
         if run.batch_max_recipients > 1 and not run.completed:
             report.notes.append(f"{run.label}: did not submit all {run.jobs} jobs within {run.cap_s:g} s.")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render_markdown(report))
+    write_section(args.output, "bench.throughput", render_markdown(report))
     for line in summary_lines(report):
         print(line.replace("**", ""))
     print(f"written to {args.output} in {report.total_s:.0f} s")
