@@ -35,6 +35,15 @@ KNOWN_COMMANDS: dict[str, list[str] | None] = {
     "beat": ["celery", "-A", "worker.app", "beat", "--loglevel=INFO", "--schedule=/tmp/celerybeat-schedule"],
     "flower": ["celery", "-A", "worker.app", "flower", "--port=5555", "--read_only=true"],
     "metrics": ["smsq", "metrics", "--port", "9464"],
+    "prometheus": None,  # the image's own; its config and rules: tests/ops/test_deploy.py
+    "grafana": None,  # the image's own; the provisioned dashboard: tests/ops/test_deploy.py
+}
+
+#: Long-running services of ours and the health check each runs (the tests below run every one).
+OUR_HEALTHCHECKS = {
+    "worker": ["CMD", "python", "-m", "worker.metrics.health", "worker"],
+    "beat": ["CMD", "python", "-m", "worker.metrics.health", "beat"],
+    "metrics": ["CMD", "python", "-m", "worker.metrics.health", "metrics", "9464"],
 }
 
 
@@ -125,21 +134,62 @@ def test_flower_takes_basic_auth_from_the_environment_and_is_read_only():
         interpolate(auth, {})
 
 
-def test_env_example_lists_every_smsq_variable_and_flower_credentials():
+def test_env_example_lists_every_smsq_variable_and_leaves_the_passwords_to_the_user():
     text = (ROOT / ".env.example").read_text()
     missing = [
         name for name in Settings.model_fields if not re.search(rf"^#? ?SMSQ_{name.upper()}=", text, re.M)
     ]
     assert missing == []
-    assert re.search(r"^FLOWER_USER=", text, re.M) and re.search(r"^FLOWER_PASSWORD=", text, re.M)
+    assert re.search(r"^FLOWER_USER=", text, re.M)
+    assert re.search(r"^# FLOWER_PASSWORD=", text, re.M) and not re.search(r"^FLOWER_PASSWORD=", text, re.M)
+    assert re.search(r"^# GRAFANA_PASSWORD=", text, re.M) and not re.search(r"^GRAFANA_PASSWORD=", text, re.M)
+    # `cp .env.example .env` as it is: compose refuses Flower and Grafana until the passwords are set
+    variables = dict(re.findall(r"^([A-Z_]+)=(.*)$", text, re.M))
+    with pytest.raises(KeyError, match="FLOWER_PASSWORD"):
+        interpolate(SERVICES["flower"]["environment"]["FLOWER_BASIC_AUTH"], variables)
+    with pytest.raises(KeyError, match="GRAFANA_PASSWORD"):
+        interpolate(SERVICES["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"], variables)
 
 
-def test_the_image_installs_smsq_and_runs_as_a_user():
+def test_every_long_running_service_has_a_health_check():
+    for name, service in SERVICES.items():
+        if name == "migrate":
+            assert "healthcheck" not in service  # one-shot
+            continue
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+    assert {name: SERVICES[name]["healthcheck"]["test"] for name in OUR_HEALTHCHECKS} == OUR_HEALTHCHECKS
+
+
+def test_the_image_installs_pinned_dependencies_first_then_smsq_and_runs_as_a_user():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "pip install /app" in dockerfile
+    lines = dockerfile.splitlines()
+    deps = next(i for i, line in enumerate(lines) if "pip install -c constraints.txt -r" in line)
+    first_source = next(i for i, line in enumerate(lines) if line.startswith("COPY worker"))
+    smsq = next(i for i, line in enumerate(lines) if "pip install --no-deps -c constraints.txt /app" in line)
+    assert deps < first_source < smsq  # a code change reuses the dependency layer
+    assert "COPY . " not in dockerfile
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
+    assert re.search(r'^HEALTHCHECK .*\n?.*"worker.metrics.health"', dockerfile, re.M)
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {".git", ".venv", ".env"} <= set(ignored)
+    assert {".git", ".venv", ".env", "tests", "bench", "docs"} <= set(ignored)
+
+
+def test_the_image_requirements_are_all_pinned_by_the_constraints_file_the_tests_install_from():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["flower"]
+    wanted += project["optional-dependencies"]["sandbox"]
+    pins = dict(
+        line.split("==", 1) for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line
+    )
+    names = {re.split(r"[\[<>=!~ ]", req, maxsplit=1)[0].lower().replace("_", "-") for req in wanted}
+    assert names - {name.lower().replace("_", "-") for name in pins} == set()
+    assert "-c constraints.txt" in (ROOT / "scripts" / "test").read_text()
+    from importlib.metadata import version
+
+    for name in names:  # this test environment runs exactly the pinned versions
+        assert version(name) == {k.lower().replace("_", "-"): v for k, v in pins.items()}[name], name
 
 
 # --- each command runs ----------------------------------------------------------------------------
@@ -191,6 +241,7 @@ def test_worker_command_answers_ping(spawn, env, tmp_path):
 
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert "pong" in ping.stdout
+    assert _runs(OUR_HEALTHCHECKS["worker"][1:], env)  # celery@<this host>, as in a container
 
 
 def test_beat_command_starts_and_publishes_sweeps(spawn, env, tmp_path, redis_client):
@@ -199,6 +250,13 @@ def test_beat_command_starts_and_publishes_sweeps(spawn, env, tmp_path, redis_cl
 
     spawn.wait_for_log(proc, "beat: Starting")
     spawn.wait_until(proc, lambda: redis_client.llen("smsq.sweep") > 0)
+    health = OUR_HEALTHCHECKS["beat"][1:]
+    spawn.wait_until(proc, lambda: _runs(health, env))  # beat's heartbeat is in Redis
+
+
+def _runs(argv: list[str], env: dict[str, str]) -> bool:
+    argv = [sys.executable, *argv[1:]] if argv[0] == "python" else argv
+    return subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, timeout=60, check=False).returncode == 0
 
 
 def test_flower_command_needs_auth_and_cannot_enqueue(spawn, env, tmp_path):
@@ -228,6 +286,8 @@ def test_metrics_command_serves_prometheus_text(spawn, env, tmp_path):
 
     spawn.wait_until(proc, lambda: _get(f"http://127.0.0.1:{port}/metrics") == 200)
     assert "smsq_database_up 1.0" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert _runs([*OUR_HEALTHCHECKS["metrics"][1:-1], str(port)], env)
+    assert not _runs([*OUR_HEALTHCHECKS["metrics"][1:-1], str(free_port())], env)
 
 
 def _get(url: str, auth: tuple[str, str] | None = None) -> int | None:

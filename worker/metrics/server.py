@@ -6,7 +6,7 @@ Two sources:
 - `DatabaseCollector`, gauges of open work computed at scrape time: jobs in an open state (scheduled,
   queued, submitting, submitted) and their recipients not yet final, by connection; the age of each
   connection's oldest due queued job (the backlog age) and oldest `submitting` job; broker queue
-  lengths; credit pauses; and beat's last publication of each sweep. Every query is bounded by an
+  lengths; credit pauses; beat's last publication of each sweep; and each connection's configured limit. Every query is bounded by an
   index (`ix_smsq_job_state_updated`, `ix_smsq_job_claim`, `ix_smsq_recipient_job`) and touches open
   rows only, so a scrape costs the same with a billion finished rows as with none.
 
@@ -123,6 +123,28 @@ class DatabaseCollector(Collector):
             yield up
             yield from families
         yield from self._read_redis()
+        yield from self._read_limits()
+
+    def _read_limits(self) -> Iterator[Metric]:
+        calls = GaugeMetricFamily(
+            "smsq_connection_limit_calls",
+            "The connection's budget of API calls per period",
+            labels=["connection"],
+        )
+        period = GaugeMetricFamily(
+            "smsq_connection_limit_period_seconds",
+            "The connection's rate-limit period",
+            labels=["connection"],
+        )
+        try:
+            connections = self._rt.connections
+        except Exception:
+            return
+        for name, conn in sorted(connections.items()):
+            calls.add_metric([name], conn.rate_limit_calls)
+            period.add_metric([name], conn.rate_limit_period_s)
+        yield calls
+        yield period
 
     def _connections(self) -> list[str]:
         try:
