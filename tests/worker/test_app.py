@@ -14,9 +14,14 @@ def make_app(**overrides):
 
 
 def test_every_beat_entry_names_a_registered_task_on_a_known_queue():
-    app = make_app(poll_interval_s=7, release_interval_s=3, reconcile_interval_s=11)
+    app = make_app(poll_interval_s=7, release_interval_s=3, reconcile_interval_s=11, callback_interval_s=2)
     schedule = app.conf.beat_schedule
-    assert {entry["task"] for entry in schedule.values()} == {"smsq.release", "smsq.poll", "smsq.reconcile"}
+    assert {entry["task"] for entry in schedule.values()} == {
+        "smsq.release",
+        "smsq.poll",
+        "smsq.reconcile",
+        "smsq.callbacks",
+    }
     for entry in schedule.values():
         assert entry["task"] in app.tasks
         assert entry["options"]["queue"] in {q.value for q in Queue}
@@ -24,6 +29,7 @@ def test_every_beat_entry_names_a_registered_task_on_a_known_queue():
         "smsq-release": 3,
         "smsq-poll": 7,
         "smsq-reconcile": 11,
+        "smsq-callbacks": 2,
     }
 
 
