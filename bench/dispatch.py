@@ -238,7 +238,8 @@ def count_429(calls: Sequence[dict[str, Any]]) -> int:
 # --- worker logs, metrics -------------------------------------------------------------------------
 
 _RECEIVED = re.compile(rb"Task (smsq\.[\w.]+)\[[^\]]+\] received")
-_SUCCEEDED = re.compile(rb"Task (smsq\.[\w.]+)\[[^\]]+\] succeeded in [^:]+: '?(\w+)'?")
+_SUCCEEDED = re.compile(rb"Task (smsq\.[\w.]+)\[[^\]]+\] succeeded in [\d.]+s: ([^\n]*)")
+_WORD = re.compile(r"^'?(\w+)'?$")
 
 
 def task_counts(fleet: WorkerFleet) -> tuple[collections.Counter[str], collections.Counter[str]]:
@@ -250,7 +251,9 @@ def task_counts(fleet: WorkerFleet) -> tuple[collections.Counter[str], collectio
             continue
         text = log.read_bytes()
         received.update(m.group(1).decode() for m in _RECEIVED.finditer(text))
-        runs.update(f"{m.group(1).decode()} {m.group(2).decode()}" for m in _SUCCEEDED.finditer(text))
+        for m in _SUCCEEDED.finditer(text):
+            word = _WORD.match(m.group(2).decode(errors="replace").strip())
+            runs[f"{m.group(1).decode()} {word.group(1) if word else 'done'}"] += 1
     return received, runs
 
 
@@ -510,6 +513,7 @@ def run_backlog(
     batch_max_recipients: int,
     cap_s: float,
     fixed_windows: int | None = None,
+    shape: FleetShape = FLEET,
 ) -> BacklogRun:
     """Copy the filled template, wake the connection as enqueue did, start workers and beat, measure.
 
@@ -528,8 +532,8 @@ def run_backlog(
         rt.limiter("default").reset()
         rt.wake("default")  # the wake-up enqueue_many published (the broker was flushed since)
         with WorkerFleet(settings_env(settings), rundir) as fleet:
-            startup_s = start_fleet(fleet, FLEET)
             t0 = time.time()
+            startup_s = start_fleet(fleet, shape)
             with MemorySampler(fleet) as memory:
                 deadline = t0 + cap_s
                 left = jobs
@@ -558,7 +562,8 @@ def run_backlog(
     windows, in_windows = 0, 0
     if timed:
         first, last = timed[0][0], timed[-1][0]
-        windows = math.floor((last - first) / limit.period_s)
+        # At least one window: a backlog sent within the first window is measured over that window.
+        windows = max(1, math.floor((last - first) / limit.period_s))
         if fixed_windows is not None:
             windows = min(windows, fixed_windows)
         in_windows = sum(n for t, n in timed if t < first + windows * limit.period_s)
@@ -640,6 +645,7 @@ def run_saturation(
     workdir: Path,
     *,
     burn: int = 0,
+    shape: FleetShape = FLEET,
 ) -> SaturationRun:
     """`jobs` jobs queued, then a fleet sending one recipient per call for `windows` provider windows."""
     limit = sandbox.limit
@@ -657,7 +663,7 @@ def run_saturation(
         rt.limiter("default").reset()
         enqueue_many([request(i) for i in range(jobs)], runtime=rt)
         with burners(burn) if burn else contextlib.nullcontext(), WorkerFleet(env, rundir) as fleet:
-            startup_s = start_fleet(fleet, FLEET)
+            startup_s = start_fleet(fleet, shape)
             lpush_before = lpush_calls()
             t0 = time.time()
             deadline = t0 + windows * limit.period_s + 120
@@ -924,7 +930,7 @@ def render(report: DispatchReport) -> str:
             )
         add("")
         add(
-            "Call times are seconds after the workers and beat were ready. Enqueue of the backlog (no worker "
+            "Call times are seconds after the workers and beat were started. Enqueue of the backlog (no worker "
             "running): " + ", ".join(f"{db} {s:.1f} s" for db, s in report.enqueue_s.items()) + "."
         )
         add("")
@@ -1152,6 +1158,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated parts (latency, backlog, saturation)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the Markdown section goes")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep worker and sandbox logs in this directory"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     profile = QUICK if args.quick else FULL
@@ -1170,7 +1179,11 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.only.split(","))
     try:
         with tempfile.TemporaryDirectory(prefix="smsq-bench-dispatch-") as tmp:
-            run_all(report, Path(tmp), sqlite=args.sqlite, parts=parts, on_part=lambda: None)
+            workdir = Path(tmp)
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                workdir = Path(tempfile.mkdtemp(prefix="run-", dir=args.keep))
+            run_all(report, workdir, sqlite=args.sqlite, parts=parts, on_part=lambda: None)
     finally:
         flush_redis()
     report.total_s = time.monotonic() - started
