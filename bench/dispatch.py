@@ -604,6 +604,8 @@ class SaturationRun:
     margin_s: float
     #: Accepted send calls in each whole window from the first one.
     window_sends: list[int]
+    #: All calls of the credential (sends, polls, lookups) in the same windows.
+    window_calls: list[int]
     max_calls_in_window: int
     max_sends_in_window: int
     provider_calls: int
@@ -692,6 +694,9 @@ def run_saturation(
         send_slots=send_slots(limit.calls, settings.poll_share),
         margin_s=settings.rate_limit_margin_s,
         window_sends=window_sends,
+        window_calls=per_window([c["real_ts"] for c in calls], times[0], limit.period_s, windows)
+        if times
+        else [],
         max_calls_in_window=max_in_window([c["real_ts"] for c in calls], limit.period_s),
         max_sends_in_window=max_in_window([c["real_ts"] for c in calls if is_send(c)], limit.period_s),
         provider_calls=len(calls),
@@ -959,12 +964,12 @@ def render(report: DispatchReport) -> str:
         )
         add("")
         add(
-            "| run | send calls per window | send share used | max calls in any provider window (all / "
+            "| run | send calls per window | all calls per window | send share used | max calls in any provider window (all / "
             "sends) | 429 | duplicates | grants | provider calls | grants without a call | broker messages "
             "received (per send call) | LPUSH, server-wide | task runs (per send call) | grant-to-wire "
             "p50 / p99 / max | stale grants | worker start |"
         )
-        add("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        add("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for srun in report.saturation:
             g = srun.grant_to_wire
             g2w = (
@@ -974,7 +979,8 @@ def render(report: DispatchReport) -> str:
                 else "n/a"
             )
             add(
-                f"| {srun.label} | {', '.join(map(str, srun.window_sends))} | {_pct(srun.send_share_used)} | "
+                f"| {srun.label} | {', '.join(map(str, srun.window_sends))} | "
+                f"{', '.join(map(str, srun.window_calls))} | {_pct(srun.send_share_used)} | "
                 f"{srun.max_calls_in_window} / {srun.budget} (sends {srun.max_sends_in_window} / "
                 f"{srun.send_slots}) | {srun.throttled_429} | {srun.duplicates} | {srun.granted} | "
                 f"{srun.provider_calls} | {srun.grants_without_call} "
