@@ -58,6 +58,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from models.enums import Encoding, InvalidCharacters, Qos
 from models.intervals import Interval, check_interval, check_timestamp, parse_datetime, parse_interval
+from models.request_errors import first_error as first_error  # re-exported: part of this module's API
 from models.segments import MAX_PARTS, MAX_TEXT_CHARS, segments_for
 
 #: The contract's limit on recipients in one job, summed over all messages.
