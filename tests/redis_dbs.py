@@ -14,6 +14,7 @@ offset  used by
 12      the benchmark (bench/throughput.py), never the tests
 13      the CLI and ops tests (tests/cli/, tests/ops/)
 14      the doctor tests (tests/cli/test_doctor.py)
+15      the quick dispatch benchmark test (tests/bench/test_dispatch_quick.py)
 ======  ==========================================================================
 
 With the default URL the db is the offset itself, as before. Redis has 16 dbs (0-15) unless its
@@ -35,6 +36,7 @@ RATE_LIMIT = 11
 BENCH = 12
 CLI = 13
 DOCTOR = 14
+BENCH_TEST = 15
 
 
 def base_url() -> str:

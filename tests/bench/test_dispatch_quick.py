@@ -7,7 +7,7 @@ It asserts the properties issue 10 asks of dispatch, not timings (CI hosts are s
   than the budget in any of its windows, every limiter grant becomes a provider call, and the broker
   carries a bounded number of messages per call.
 
-Redis: db 14 above `SMSQ_TEST_REDIS_URL` (the benchmark's own db 12 stays free for `python -m
+Redis: db 15 above `SMSQ_TEST_REDIS_URL` (the benchmark's own db 12 stays free for `python -m
 bench.dispatch`); SQLite files in the test's temporary directory.
 """
 
@@ -28,7 +28,7 @@ from tests import redis_dbs
 pytestmark = pytest.mark.integration
 
 #: The Redis db offset this test uses and flushes (see tests/redis_dbs.py).
-BENCH_TEST_DB = 14
+BENCH_TEST_DB = redis_dbs.BENCH_TEST
 SHAPE = dispatch.FleetShape(2, 4, "threads")
 
 

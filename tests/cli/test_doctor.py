@@ -8,7 +8,6 @@ settings, poll budget and provider. Exit 1 when a row fails; warnings exit 0.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import redis
 from typer.testing import CliRunner
 
 from models.clock import ManualClock
+from tests import redis_dbs
 from tests.cli.support import cli_settings, connections_file, env_for, free_port
 from tests.conftest import redis_db_for_session, wait_until
 from worker.cli.main import app
@@ -28,7 +28,7 @@ from worker.queues import Queue
 from worker.settings import ConnectionSettings, load_settings
 
 #: This module's Redis db (14: kept apart from the areas other engineers' tests use).
-DOCTOR_REDIS_URL = os.environ.get("SMSQ_TEST_DOCTOR_REDIS_URL", "redis://127.0.0.1:6379/14")
+DOCTOR_REDIS_URL = redis_dbs.url_for(redis_dbs.DOCTOR)
 
 runner = CliRunner()
 QUEUES = sorted(queue.value for queue in Queue)
@@ -186,4 +186,4 @@ def test_worker_health_check_and_a_warning_alone_keeps_exit_code_0(
 
 def _redis_time(client: redis.Redis[Any]) -> float:
     seconds, micros = client.time()
-    return float(seconds) + micros / 1e6
+    return float(seconds + micros / 1e6)
