@@ -76,7 +76,8 @@ def rules() -> list[dict[str, Any]]:
 
 
 def dashboard() -> dict[str, Any]:
-    return json.loads((DEPLOY / "grafana" / "dashboards" / "smsq.json").read_text())
+    loaded: dict[str, Any] = json.loads((DEPLOY / "grafana" / "dashboards" / "smsq.json").read_text())
+    return loaded
 
 
 def test_the_promql_reader_finds_the_metric_names():

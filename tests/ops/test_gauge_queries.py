@@ -71,7 +71,8 @@ def test_gauge_queries_use_indexes_and_stay_fast_on_a_large_history(
                 (ROWS, template),
             )
         conn.execute("ANALYZE")
-        assert conn.execute("SELECT count(*) FROM smsq_recipient").fetchone()[0] == ROWS + 1
+        count = conn.execute("SELECT count(*) FROM smsq_recipient").fetchone()
+        assert count is not None and count[0] == ROWS + 1
 
         now = rt.clock.now()
         # KNOWN GAP: the open-recipients gauge (index 1) joins every open job's recipients; without a partial
