@@ -6,12 +6,12 @@ one file; PostgreSQL URLs are used as given (postgresql+psycopg://...).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import ARRAY, String, any_, bindparam, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -71,6 +71,16 @@ def transaction(sessions: SessionFactory) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN values` for thousands of values: one array parameter on PostgreSQL (`= ANY(:values)`),
+    so the statement stays small and cheap to build; an expanding IN elsewhere."""
+    items = list(values)
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        return column == any_(bindparam(None, items, type_=ARRAY(String)))
+    return column.in_(items)
 
 
 def utc(value: datetime | None) -> datetime | None:

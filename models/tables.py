@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, String, Text
+from sqlalchemy import JSON, Column, DateTime, Index, String, Text, text
 from sqlmodel import Field, SQLModel
 
 from models.enums import JobState, Outcome
@@ -39,11 +39,33 @@ class SubmissionState:
     OPEN = (IN_FLIGHT, ACCEPTED)
 
 
+_QUEUED = text("state = 'queued'")
+_CLAIMED = text("claim_token IS NOT NULL")
+
+
 class Job(SQLModel, table=True):
     __tablename__ = "smsq_job"
     __table_args__ = (
         Index("ix_smsq_job_claim", "connection", "state", "due_at"),
         Index("ix_smsq_job_state_updated", "state", "updated_at"),
+        # Partial indexes: a job leaving `queued` (or its claim) costs them nothing on PostgreSQL.
+        Index("ix_smsq_job_claim_token", "claim_token", postgresql_where=_CLAIMED, sqlite_where=_CLAIMED),
+        Index(
+            "ix_smsq_job_head",
+            "connection",
+            "qos_rank",
+            "created_at",
+            postgresql_where=_QUEUED,
+            sqlite_where=_QUEUED,
+        ),
+        Index(
+            "ix_smsq_job_batch",
+            "connection",
+            "options_key",
+            "created_at",
+            postgresql_where=_QUEUED,
+            sqlite_where=_QUEUED,
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)

@@ -9,13 +9,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from models.enums import ProviderKey
 from models.retarus import JobRequest
 from models.sendmode import SendmodeMessage
-from models.tables import Job, Recipient
 from worker.providers import RetarusClient, RetarusHttpClient, SendmodeClient
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """What a round needs of a claimed job (read as columns, not ORM rows: a batch holds 3,000)."""
+
+    id: str
+    request: dict[str, Any]
+    created_at: datetime
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A recipient of a claimed job that has not gone out yet."""
+
+    id: str
+    job_id: str
+    message_index: int
+    position: int
+    dst: str
+    blackouts: list[str] | None
 
 
 @dataclass
@@ -26,7 +48,7 @@ class ProviderCall:
     a resend after "absent" repeats it unchanged (`resend_call`).
     """
 
-    recipients: list[Recipient]
+    recipients: list[Pending]
     job_ids: list[str]
     run: Callable[[Any], str | None]  # client -> provider job id (None: the API returns none)
     body: dict[str, Any] | None = None
@@ -42,7 +64,9 @@ def resend_call(body: dict[str, Any]) -> Callable[[Any], str | None]:
     return run
 
 
-def build_calls(provider: ProviderKey, jobs: Sequence[Job], ready: list[Recipient]) -> list[ProviderCall]:
+def build_calls(
+    provider: ProviderKey, jobs: Sequence[ClaimedJob], ready: list[Pending]
+) -> list[ProviderCall]:
     """The provider calls that carry `ready` recipients of the claimed `jobs`."""
     if not ready:
         return []
@@ -54,13 +78,13 @@ def build_calls(provider: ProviderKey, jobs: Sequence[Job], ready: list[Recipien
     return [_http_simple_call(by_id[row.job_id], row) for row in ready]
 
 
-def _retarus_call(jobs: dict[str, Job], ready: list[Recipient]) -> ProviderCall:
+def _retarus_call(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> ProviderCall:
     head = jobs[ready[0].job_id]
     options = dict(head.request.get("options", {}))
     # Second net against duplicates: an equal request within 10 minutes is refused with 409.
     options.setdefault("duplicateDetection", True)
     messages: list[dict[str, Any]] = []
-    groups: dict[tuple[str, int], list[Recipient]] = {}
+    groups: dict[tuple[str, int], list[Pending]] = {}
     for row in ready:
         groups.setdefault((row.job_id, row.message_index), []).append(row)
     for (job_id, message_index), rows in groups.items():
@@ -81,9 +105,9 @@ def _retarus_call(jobs: dict[str, Job], ready: list[Recipient]) -> ProviderCall:
     return ProviderCall(ready, sorted({row.job_id for row in ready}), run, body)
 
 
-def _sendmode_calls(jobs: dict[str, Job], ready: list[Recipient]) -> list[ProviderCall]:
+def _sendmode_calls(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> list[ProviderCall]:
     calls: list[ProviderCall] = []
-    groups: dict[str, list[Recipient]] = {}
+    groups: dict[str, list[Pending]] = {}
     for row in ready:
         text = jobs[row.job_id].request["messages"][row.message_index]["text"]
         groups.setdefault(text, []).append(row)
@@ -104,7 +128,7 @@ def _sendmode_calls(jobs: dict[str, Job], ready: list[Recipient]) -> list[Provid
     return calls
 
 
-def _http_simple_call(job: Job, row: Recipient) -> ProviderCall:
+def _http_simple_call(job: ClaimedJob, row: Pending) -> ProviderCall:
     options = job.request.get("options", {})
     text = job.request["messages"][row.message_index]["text"]
 

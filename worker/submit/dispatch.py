@@ -54,7 +54,7 @@ from worker.submit.record import (
     reject,
     reject_unsendable,
 )
-from worker.submit.settle import Failure, Requeued, settle_jobs, settle_submitted
+from worker.submit.settle import Failure, Requeued, settle_claim, settle_jobs, still_claimed
 
 log = logging.getLogger("smsq.dispatch")
 
@@ -141,7 +141,8 @@ def submit_job(job_id: str, rt: Runtime) -> RoundResult:
 def submit_claim(rt: Runtime, connection: str, token: str) -> RoundResult:
     """Submit the recipients of the jobs claimed under `token` and settle them."""
     provider = ProviderKey(rt.connection(connection).provider)
-    job_ids, jobs, calls = load_claim(rt, provider, token)
+    claim = load_claim(rt, provider, token)
+    job_ids, jobs, calls = claim.job_ids, claim.jobs, claim.calls
     result = RoundResult("sent" if calls else "idle")
     client = rt.client(connection)
     failure: Failure | None = None
@@ -151,15 +152,19 @@ def submit_claim(rt: Runtime, connection: str, token: str) -> RoundResult:
         outcome, failure = _call(rt, client, call, sub, provider, connection, result)
         if outcome == "accepted":
             result.calls += 1
-            for job in (j for j in jobs if j.id in call.job_ids):  # metric: due -> accepted
+            carried = set(call.job_ids)
+            for job in (j for j in jobs if j.id in carried):  # metric: due -> accepted
                 due = max(job.created_at, job.due_at)
                 observe_since(ENQUEUE_TO_SUBMITTED, connection, due, rt.clock.now())
             continue
         clean = False
         if outcome == "stop":
             break
-    if clean and calls and provider is not ProviderKey.SENDMODE:
-        settle_submitted(rt, job_ids, token)
+    if clean and calls and claim.complete:
+        # Every claimed recipient went out in an accepted call: one UPDATE moves the whole batch.
+        final = provider is ProviderKey.SENDMODE  # accepted is final there
+        settle_claim(rt, token, JobState.FINISHED if final else JobState.SUBMITTED)
+        job_ids = still_claimed(rt, token)
     result.requeued = settle_jobs(rt, job_ids, failure=failure, retry=result.kind == "retry")
     if result.kind == "retry" and result.requeued:
         result.wait_s = max(item.delay_s for item in result.requeued)

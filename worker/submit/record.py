@@ -11,61 +11,88 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from models.db import transaction, utc
+from models.db import one_of, transaction, utc
 from models.enums import JobState, Outcome, ProviderKey
 from models.intervals import parse_datetime, parse_interval
 from models.tables import Job, Recipient, Submission, SubmissionState, Suppression
 from models.windows import poll_time, send_decision, validity_deadline
 from worker.metrics.counters import RECIPIENT_OUTCOMES, SUBMISSION_CONFLICTS
 from worker.runtime import Runtime
-from worker.submit.calls import ProviderCall, build_calls
-from worker.submit.settle import finish_recipient
+from worker.submit.calls import ClaimedJob, Pending, ProviderCall, build_calls
+from worker.submit.settle import finish_recipients
 from worker.submit.submissions import clip, move_submission_if
 
 log = logging.getLogger("smsq.record")
 
 _S = SubmissionState
+SUPPRESSED_REASON = "number is on the suppression list (opted out)"
 
 
-def load_claim(
-    rt: Runtime, provider: ProviderKey, token: str
-) -> tuple[list[str], list[Job], list[ProviderCall]]:
+@dataclass
+class LoadedClaim:
+    """The claimed jobs and the calls that carry their recipients ready now; `complete` when every job has
+    recipients in those calls and none was held back (a clean round may then settle the claim at once)."""
+
+    job_ids: list[str]
+    jobs: list[ClaimedJob]
+    calls: list[ProviderCall]
+    complete: bool
+
+
+def load_claim(rt: Runtime, provider: ProviderKey, token: str) -> LoadedClaim:
     """The claimed jobs, and the provider calls that carry their recipients ready to go now."""
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
-        jobs = list(session.exec(select(Job).where(Job.claim_token == token).order_by(col(Job.created_at))))
+        jobs = [
+            ClaimedJob(id_, request, utc(created) or now, utc(due) or now)
+            for id_, request, created, due in session.execute(
+                sa_select(col(Job.id), col(Job.request), col(Job.created_at), col(Job.due_at))
+                .where(col(Job.claim_token) == token)
+                .order_by(col(Job.created_at))
+            )
+        ]
         job_ids = [job.id for job in jobs]
-        pending = list(
-            session.exec(
-                select(Recipient)
-                .where(col(Recipient.job_id).in_(job_ids), col(Recipient.final).is_(False))
+        pending = [
+            Pending(*row)
+            for row in session.execute(
+                sa_select(
+                    col(Recipient.id), col(Recipient.job_id), col(Recipient.message_index),
+                    col(Recipient.position), col(Recipient.dst), col(Recipient.blackouts),
+                )
+                .where(one_of(session, col(Recipient.job_id), job_ids), col(Recipient.final).is_(False))
                 .where(col(Recipient.submission_id).is_(None))
                 .order_by(col(Recipient.job_id), col(Recipient.message_index), col(Recipient.position))
             )
-        )
+        ]  # fmt: skip
         ready = _apply_local_rules(session, jobs, pending, provider, now)
-    return job_ids, jobs, build_calls(provider, jobs, ready)
+    complete = len(ready) == len(pending) and {row.job_id for row in ready} == set(job_ids)
+    return LoadedClaim(job_ids, jobs, build_calls(provider, jobs, ready), complete)
 
 
 def _apply_local_rules(
-    session: Session, jobs: Sequence[Job], pending: list[Recipient], provider: ProviderKey, now: datetime
-) -> list[Recipient]:
+    session: Session, jobs: Sequence[ClaimedJob], pending: list[Pending], provider: ProviderKey, now: datetime
+) -> list[Pending]:
     """Skip suppressed numbers; for providers without windows, hold or expire recipients locally."""
-    suppressed = set(
-        session.exec(select(Suppression.dst).where(col(Suppression.dst).in_({r.dst for r in pending})))
+    suppressed_dsts = set(
+        session.exec(
+            select(Suppression.dst).where(one_of(session, col(Suppression.dst), {r.dst for r in pending}))
+        )
     )
     by_id = {job.id: job for job in jobs}
-    ready: list[Recipient] = []
+    ready: list[Pending] = []
+    finished: dict[tuple[Outcome, str], list[str]] = {}  # (outcome, reason) -> recipient ids
+    held: list[dict[str, Any]] = []
     for row in pending:
-        if row.dst in suppressed:
-            finish_recipient(row, Outcome.SUPPRESSED, "number is on the suppression list (opted out)", now)
-            session.add(row)
+        if row.dst in suppressed_dsts:
+            finished.setdefault((Outcome.SUPPRESSED, SUPPRESSED_REASON), []).append(row.id)
             continue
         if provider is not ProviderKey.RETARUS:
             job = by_id[row.job_id]
@@ -73,31 +100,34 @@ def _apply_local_rules(
             blackouts = row.blackouts if row.blackouts is not None else options.get("blackoutPeriods", [])
             decision = send_decision(
                 now,
-                created_at=utc(job.created_at) or now,
+                created_at=job.created_at,
                 job_period=parse_datetime(options["jobPeriod"]) if options.get("jobPeriod") else None,
                 validity_min=options.get("validityMin"),
                 blackouts=[parse_interval(text) for text in blackouts],
             )
-            if decision.action != "send":
-                if decision.action == "expire":
-                    finish_recipient(row, Outcome.EXPIRED, decision.reason, now)
-                else:
-                    row.due_at = decision.at
-                session.add(row)
+            if decision.action == "expire":
+                finished.setdefault((Outcome.EXPIRED, decision.reason), []).append(row.id)
+                continue
+            if decision.action == "hold":
+                held.append({"id": row.id, "due_at": decision.at, "updated_at": now})
                 continue
         ready.append(row)
+    for (outcome, reason), ids in finished.items():
+        finish_recipients(session, ids, outcome, reason, now)
+    if held:
+        session.execute(update(Recipient), held)  # bulk UPDATE by primary key
     return ready
 
 
 def open_submission(
-    rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[Job], call: ProviderCall
+    rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[ClaimedJob], call: ProviderCall
 ) -> str:
     """Commit the evidence of a call before making it: a crash mid-call leaves an `in_flight` row."""
     now = rt.clock.now()
     head = next(job for job in jobs if job.id == call.job_ids[0])
     options = head.request.get("options", {})
     job_period = parse_datetime(options["jobPeriod"]) if options.get("jobPeriod") else None
-    start = max(utc(head.created_at) or now, job_period or now)
+    start = max(head.created_at, job_period or now)
     deadline = validity_deadline(start, options.get("validityMin"))
     sub = Submission(
         connection=connection,
@@ -115,7 +145,7 @@ def open_submission(
         session.flush()
         session.execute(
             update(Recipient)
-            .where(col(Recipient.id).in_([row.id for row in call.recipients]))
+            .where(one_of(session, col(Recipient.id), [row.id for row in call.recipients]))
             .values(submission_id=sub.id, updated_at=now)
         )
     return sub.id

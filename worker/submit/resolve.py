@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from models.db import transaction, utc
 from models.enums import Outcome, ProviderKey
@@ -216,10 +216,12 @@ def _close_unknown(rt: Runtime, sub_id: str, reason: str) -> None:
             RECIPIENT_OUTCOMES.labels(sub.connection, Outcome.UNKNOWN.value).inc(closed)
 
 
-def _finish_open(session: object, sub_id: str, outcome: Outcome, reason: str | None, now: datetime) -> int:
-    return session.execute(  # type: ignore[attr-defined,no-any-return]
+def _finish_open(session: Session, sub_id: str, outcome: Outcome, reason: str | None, now: datetime) -> int:
+    """The submission's recipients not final yet end with `outcome`; returns how many."""
+    result = session.execute(
         update(Recipient)
         .where(col(Recipient.submission_id) == sub_id, col(Recipient.final).is_(False))
         .values(outcome=outcome, final=True, reason=reason, finished_ts=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    return int(getattr(result, "rowcount", 0) or 0)

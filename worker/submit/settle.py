@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists
-from sqlmodel import col, select
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
 
-from models.db import transaction, utc
+from models.db import one_of, transaction, utc
 from models.enums import JobState, Outcome
 from models.tables import Job, Recipient, Submission, SubmissionState
 from worker.errors import (
@@ -51,25 +51,51 @@ def finish_recipient(row: Recipient, outcome: Outcome, reason: str, now: datetim
     row.finished_ts = row.finished_ts or now
 
 
+def finish_recipients(
+    session: Session, ids: Sequence[str], outcome: Outcome, reason: str, now: datetime
+) -> int:
+    """Many recipients final with one outcome and reason, in one UPDATE (only rows not final yet)."""
+    if not ids:
+        return 0
+    result = session.execute(
+        update(Recipient)
+        .where(one_of(session, col(Recipient.id), ids), col(Recipient.final).is_(False))
+        .values(outcome=outcome, final=True, reason=clip(reason), updated_at=now,
+                finished_ts=func.coalesce(Recipient.finished_ts, now))
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def backoff_s(attempt: int, cap_s: float) -> float:
     """Exponential backoff with full jitter: uniform in [0.5, 1] x min(cap, 2**attempt)."""
     base = min(cap_s, 2.0 ** max(attempt, 0))
     return base * random.uniform(0.5, 1.0)
 
 
-def settle_submitted(rt: Runtime, job_ids: Sequence[str], token: str) -> int:
-    """Jobs of claim `token` with no recipient left unsent move to `submitted` in one statement."""
+def settle_claim(rt: Runtime, token: str, target: JobState) -> int:
+    """Every job of claim `token` moves to `target` in one statement (no per-row checks).
+
+    Only for a complete, clean round: each claimed job had recipients in the round's calls, none was held
+    back, and every call was accepted, so no job has a recipient left unsent (`submitted`; Sendmode:
+    `finished`, accepted being final there).
+    """
     now = rt.clock.now()
-    unsent = exists().where(
-        col(Recipient.job_id) == col(Job.id),
-        col(Recipient.final).is_(False),
-        col(Recipient.submission_id).is_(None),
-    )
     with transaction(rt.sessions) as session:
         return move_jobs(
-            session, job_ids, JobState.SUBMITTED, now, sources=[JobState.SUBMITTING],
-            extra_where=[Job.claim_token == token, ~unsent],
-        )  # fmt: skip
+            session,
+            None,
+            target,
+            now,
+            sources=[JobState.SUBMITTING],
+            extra_where=[col(Job.claim_token) == token],
+        )
+
+
+def still_claimed(rt: Runtime, token: str) -> list[str]:
+    """Jobs still held by claim `token` (the fast path moves the others and clears their token)."""
+    with transaction(rt.sessions) as session:
+        return list(session.exec(select(Job.id).where(col(Job.claim_token) == token)))
 
 
 def settle_jobs(

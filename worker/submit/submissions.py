@@ -22,6 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import CursorResult
 from sqlmodel import Session, col
 
+from models.db import one_of
 from models.enums import JobState
 from models.tables import Job, Submission, SubmissionState
 from worker.errors import IllegalTransition
@@ -88,7 +89,7 @@ def move_job(job: Job, target: JobState, now: datetime, *, reason: str | None = 
 
 def move_jobs(
     session: Session,
-    job_ids: Iterable[str],
+    job_ids: Iterable[str] | None,
     target: JobState,
     now: datetime,
     *,
@@ -99,15 +100,18 @@ def move_jobs(
     """Move many jobs in one conditional UPDATE; returns how many moved.
 
     Only jobs in `sources` (default: every legal predecessor of `target`) move; others are left alone.
+    `job_ids` None: the jobs are those `extra_where` selects (e.g. one claim token).
     """
     allowed = set(job_predecessors(target))
     chosen = set(sources) if sources is not None else allowed
     bad = chosen - allowed - {target}
     if bad:
         raise IllegalTransition("job", "*", ",".join(sorted(bad)), target)
-    ids = list(job_ids)
-    if not ids:
+    ids = None if job_ids is None else list(job_ids)
+    if ids is not None and not ids:
         return 0
+    if ids is None and not extra_where:
+        raise ValueError("move_jobs without ids needs an extra_where that selects the jobs")
     stamps: dict[str, Any] = {"state": target, "updated_at": now}
     if target is not JobState.SUBMITTING:
         stamps["claim_token"] = None
@@ -119,10 +123,12 @@ def move_jobs(
         values["reason"] = clip(values["reason"])
     statement = (
         update(Job)
-        .where(col(Job.id).in_(ids), col(Job.state).in_(sorted(chosen)), *extra_where)
+        .where(col(Job.state).in_(sorted(chosen)), *extra_where)
         .values(**{**stamps, **values})
         .execution_options(synchronize_session=False)
     )
+    if ids is not None:
+        statement = statement.where(one_of(session, col(Job.id), ids))
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
     return int(result.rowcount or 0)
 
