@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -122,88 +123,93 @@ def canonical_json(body: object) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+async def _post_job(datacenter: str, request: Request, call: Call) -> Response:
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return RETARUS.error(400, "Request body is not valid JSON")
+    try:
+        spec = parse_job_request(body)
+    except BadRequest as exc:
+        return RETARUS.error(exc.status, exc.message)
+    dsts = [r.dst for m in spec.messages for r in m.recipients]
+    fault = RETARUS.magic_send_fault(dsts, call)
+    if fault is not None:
+        return fault
+    state = call.state
+    if spec.duplicate_detection and state.is_duplicate(call.credential, canonical_json(body), state.now()):
+        return RETARUS.error(409, "Conflict: an equal request was accepted within the last 10 minutes")
+    job = build_job(state, spec, datacenter=datacenter, api="rest", credential=call.credential)
+    state.add_job(job)
+    call.concerns(job.job_id)
+    return JSONResponse({"jobId": job.job_id}, status_code=201)
+
+
+async def _list_jobs(datacenter: str, request: Request, call: Call) -> Response:
+    try:
+        query = _ListingQuery.parse(request.query_params)
+    except BadRequest as exc:
+        return RETARUS.error(exc.status, exc.message)
+    now = call.state.now()
+    jobs = [job for job in call.state.jobs(datacenter) if query.selects(job, now)]
+    page = jobs[query.offset : query.offset + query.limit]
+    return JSONResponse([{"jobId": job.job_id} for job in page])
+
+
+async def _get_job(datacenter: str, request: Request, call: Call) -> Response:
+    try:
+        check_keys(dict(request.query_params), frozenset(), "")
+    except BadRequest as exc:
+        return RETARUS.error(exc.status, exc.message)
+    job_id = request.path_params["jobId"]
+    call.concerns(job_id)
+    job = call.state.job(datacenter, job_id)
+    if job is None:
+        return RETARUS.error(404, "Not Found")
+    return JSONResponse(job.report(call.state.now()))
+
+
+async def _recipient_reports(datacenter: str, request: Request, call: Call) -> Response:
+    try:
+        check_keys(dict(request.query_params), SMS_KEYS, "")
+    except BadRequest as exc:
+        return RETARUS.error(exc.status, exc.message)
+    job_id = request.query_params.get("jobId")
+    if not job_id:
+        return RETARUS.error(400, "jobId is required")
+    if not JOB_ID_PATTERN.fullmatch(job_id):
+        return RETARUS.error(400, "jobId is malformed (J.<18..38 characters>)")
+    call.concerns(job_id)
+    job = call.state.job(datacenter, job_id)
+    if job is None:
+        return RETARUS.error(404, "Not Found")
+    now = call.state.now()
+    return JSONResponse([recipient.report(now) for recipient in job.recipients])
+
+
+async def _version(datacenter: str, request: Request, call: Call) -> Response:
+    try:
+        check_keys(dict(request.query_params), frozenset(), "")
+    except BadRequest as exc:
+        return RETARUS.error(exc.status, exc.message)
+    return JSONResponse(VERSION_INFO)
+
+
 def routes(datacenter: str) -> list[BaseRoute]:
-    """The REST v1 routes of one data center."""
-
-    async def post_job(request: Request, call: Call) -> Response:
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return RETARUS.error(400, "Request body is not valid JSON")
-        try:
-            spec = parse_job_request(body)
-        except BadRequest as exc:
-            return RETARUS.error(exc.status, exc.message)
-        dsts = [r.dst for m in spec.messages for r in m.recipients]
-        fault = RETARUS.magic_send_fault(dsts, call)
-        if fault is not None:
-            return fault
-        state = call.state
-        if spec.duplicate_detection and state.is_duplicate(
-            call.credential, canonical_json(body), state.now()
-        ):
-            return RETARUS.error(409, "Conflict: an equal request was accepted within the last 10 minutes")
-        job = build_job(state, spec, datacenter=datacenter, api="rest", credential=call.credential)
-        state.add_job(job)
-        call.concerns(job.job_id)
-        return JSONResponse({"jobId": job.job_id}, status_code=201)
-
-    async def list_jobs(request: Request, call: Call) -> Response:
-        try:
-            query = _ListingQuery.parse(request.query_params)
-        except BadRequest as exc:
-            return RETARUS.error(exc.status, exc.message)
-        now = call.state.now()
-        jobs = [job for job in call.state.jobs(datacenter) if query.selects(job, now)]
-        page = jobs[query.offset : query.offset + query.limit]
-        return JSONResponse([{"jobId": job.job_id} for job in page])
-
-    async def get_job(request: Request, call: Call) -> Response:
-        try:
-            check_keys(dict(request.query_params), frozenset(), "")
-        except BadRequest as exc:
-            return RETARUS.error(exc.status, exc.message)
-        job_id = request.path_params["jobId"]
-        call.concerns(job_id)
-        job = call.state.job(datacenter, job_id)
-        if job is None:
-            return RETARUS.error(404, "Not Found")
-        return JSONResponse(job.report(call.state.now()))
-
-    async def recipient_reports(request: Request, call: Call) -> Response:
-        try:
-            check_keys(dict(request.query_params), SMS_KEYS, "")
-        except BadRequest as exc:
-            return RETARUS.error(exc.status, exc.message)
-        job_id = request.query_params.get("jobId")
-        if not job_id:
-            return RETARUS.error(400, "jobId is required")
-        if not JOB_ID_PATTERN.fullmatch(job_id):
-            return RETARUS.error(400, "jobId is malformed (J.<18..38 characters>)")
-        call.concerns(job_id)
-        job = call.state.job(datacenter, job_id)
-        if job is None:
-            return RETARUS.error(404, "Not Found")
-        now = call.state.now()
-        return JSONResponse([recipient.report(now) for recipient in job.recipients])
-
-    async def version(request: Request, call: Call) -> Response:
-        try:
-            check_keys(dict(request.query_params), frozenset(), "")
-        except BadRequest as exc:
-            return RETARUS.error(exc.status, exc.message)
-        return JSONResponse(VERSION_INFO)
-
+    """The REST v1 routes of one data center (the handlers take it as their first argument)."""
     return [
         # One route for both methods, so a 405 elsewhere names both in `Allow` (found by the fuzzer).
         Route(
             "/jobs",
-            _by_method(post=endpoint(RETARUS, post_job), get=endpoint(RETARUS, list_jobs)),
+            _by_method(
+                post=endpoint(RETARUS, partial(_post_job, datacenter)),
+                get=endpoint(RETARUS, partial(_list_jobs, datacenter)),
+            ),
             methods=["GET", "POST"],
         ),  # fmt: skip
-        Route("/jobs/{jobId}", endpoint(RETARUS, get_job), methods=["GET"]),
-        Route("/sms", endpoint(RETARUS, recipient_reports), methods=["GET"]),
-        Route("/version", endpoint(RETARUS, version, public=True), methods=["GET"]),
+        Route("/jobs/{jobId}", endpoint(RETARUS, partial(_get_job, datacenter)), methods=["GET"]),
+        Route("/sms", endpoint(RETARUS, partial(_recipient_reports, datacenter)), methods=["GET"]),
+        Route("/version", endpoint(RETARUS, partial(_version, datacenter), public=True), methods=["GET"]),
     ]
 
 

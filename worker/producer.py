@@ -32,6 +32,7 @@ from models.windows import send_decision, validity_deadline
 from worker.callbacks.spec import CallbackLike, resolve_callback
 from worker.errors import ConfigurationError, InvalidRequest
 from worker.runtime import Runtime, get_runtime
+from worker.settings import ConnectionSettings
 
 log = logging.getLogger("smsq.producer")
 
@@ -102,71 +103,86 @@ def enqueue_many(
     `requests.N.`) and nothing at all is stored or published.
     """
     rt = runtime or get_runtime()
-    if isinstance(idempotency_keys, str | bytes):
-        raise InvalidRequest("idempotency_keys", "must be a list with one key (or None) per request")
-    keys: list[str | None] = (
-        list(idempotency_keys) if idempotency_keys is not None else [None] * len(requests)
-    )
-    if len(keys) != len(requests):
-        raise InvalidRequest("idempotency_keys", "must have one entry per request")
-    for index, key in enumerate(keys):
-        try:
-            keys[index] = check_idempotency_key(key)
-        except ValueError as exc:
-            field = "idempotency_key" if len(keys) == 1 else f"idempotency_keys.{index}"
-            raise InvalidRequest(field, str(exc)) from None
-    try:
-        connection = check_connection_name(connection)
-        conn = rt.connection(connection)
-    except ValueError as exc:
-        raise InvalidRequest("connection", str(exc)) from None
-    except ConfigurationError as exc:
-        raise InvalidRequest("connection", str(exc)) from None
+    keys = _checked_keys(idempotency_keys, len(requests))
+    connection, conn = _checked_connection(rt, connection)
     stored_callback = resolve_callback(
         callback,
         default=conn.default_callback(),
         has_secret=bool(conn.callback_secret.get_secret_value()),
         connection=connection,
     )
-    parsed: list[SmsRequest] = []
-    for index, request in enumerate(requests):
-        try:
-            parsed.append(parse_request(request, default_region=rt.settings.default_country))
-        except InvalidRequest as exc:
-            if len(requests) == 1:
-                raise
-            raise InvalidRequest(f"requests.{index}.{exc.field}", exc.rule) from None
+    parsed = _parsed(requests, rt.settings.default_country)
     provider = ProviderKey(conn.provider)
     now = rt.clock.now()
-
-    handles: list[JobHandle | None] = [None] * len(parsed)
+    handles: list[JobHandle] = []
     wake_express: set[bool] = set()
     try:
         with transaction(rt.sessions) as session:
-            for index, (request, key) in enumerate(zip(parsed, keys, strict=True)):
+            for request, key in zip(parsed, keys, strict=True):
                 existing = _find_by_key(session, key) if key else None
                 if existing is not None:
-                    handles[index] = JobHandle(existing.id, JobState(existing.state), created=False)
+                    handles.append(JobHandle(existing.id, JobState(existing.state), created=False))
                     continue
                 job, recipients = build_job(request, connection=connection, provider=provider, now=now)
                 job.idempotency_key = key
                 job.callback, job.callback_open = stored_callback, stored_callback is not None
                 session.add(job)
                 session.add_all(recipients)
-                handles[index] = JobHandle(job.id, JobState(job.state))
+                handles.append(JobHandle(job.id, JobState(job.state)))
                 if job.state == JobState.QUEUED:
                     wake_express.add(job.qos_rank == 0)
     except IntegrityError:
         # A concurrent enqueue with the same idempotency key won the race: return its job.
-        if len(parsed) == 1 and keys[0]:
-            with transaction(rt.sessions) as session:
-                existing = _find_by_key(session, keys[0])
-                if existing is not None:
-                    return [JobHandle(existing.id, JobState(existing.state), created=False)]
-        raise
+        existing_handle = _winner(rt, keys) if len(parsed) == 1 else None
+        if existing_handle is None:
+            raise
+        return [existing_handle]
     for express in sorted(wake_express, reverse=True):  # express first
         rt.wake(connection, express=express)
-    return [handle for handle in handles if handle is not None]
+    return handles
+
+
+def _checked_keys(idempotency_keys: Sequence[str | None] | None, count: int) -> list[str | None]:
+    if isinstance(idempotency_keys, str | bytes):
+        raise InvalidRequest("idempotency_keys", "must be a list with one key (or None) per request")
+    keys: list[str | None] = list(idempotency_keys) if idempotency_keys is not None else [None] * count
+    if len(keys) != count:
+        raise InvalidRequest("idempotency_keys", "must have one entry per request")
+    for index, key in enumerate(keys):
+        try:
+            keys[index] = check_idempotency_key(key)
+        except ValueError as exc:
+            field = "idempotency_key" if count == 1 else f"idempotency_keys.{index}"
+            raise InvalidRequest(field, str(exc)) from None
+    return keys
+
+
+def _checked_connection(rt: Runtime, name: object) -> tuple[str, ConnectionSettings]:
+    try:
+        checked = check_connection_name(name)
+        return checked, rt.connection(checked)
+    except (ValueError, ConfigurationError) as exc:
+        raise InvalidRequest("connection", str(exc)) from None
+
+
+def _parsed(requests: Sequence[RequestLike], region: str) -> list[SmsRequest]:
+    parsed: list[SmsRequest] = []
+    for index, request in enumerate(requests):
+        try:
+            parsed.append(parse_request(request, default_region=region))
+        except InvalidRequest as exc:
+            if len(requests) == 1:
+                raise
+            raise InvalidRequest(f"requests.{index}.{exc.field}", exc.rule) from None
+    return parsed
+
+
+def _winner(rt: Runtime, keys: list[str | None]) -> JobHandle | None:
+    if not keys[0]:
+        return None
+    with transaction(rt.sessions) as session:
+        existing = _find_by_key(session, keys[0])
+        return None if existing is None else JobHandle(existing.id, JobState(existing.state), created=False)
 
 
 def _find_by_key(session: Session, key: str) -> Job | None:
@@ -218,20 +234,41 @@ def build_job(
                 updated_at=now,
             )
             if provider not in PROVIDER_APPLIES_WINDOWS:
-                decision = send_decision(
-                    now,
-                    created_at=now,
-                    job_period=options.job_period,
-                    validity_min=options.validity_min,
-                    blackouts=request.effective_blackouts(item),
-                )
-                if decision.action == "expire":
-                    row.outcome, row.final, row.reason = Outcome.EXPIRED, True, decision.reason
-                else:
-                    row.due_at = decision.at or now
-                    due_times.append(row.due_at)
+                _apply_windows(row, request, item, now, due_times)
             recipients.append(row)
     job.parts = parts_total
+    _set_state(job, request, provider, recipients, due_times, now)
+    return job, recipients
+
+
+def _apply_windows(
+    row: Recipient, request: SmsRequest, item: Any, now: datetime, due: list[datetime]
+) -> None:
+    """For providers without windows: the recipient's due time, or `expired` when its validity ends first."""
+    options = request.options
+    decision = send_decision(
+        now,
+        created_at=now,
+        job_period=options.job_period,
+        validity_min=options.validity_min,
+        blackouts=request.effective_blackouts(item),
+    )
+    if decision.action == "expire":
+        row.outcome, row.final, row.reason = Outcome.EXPIRED, True, decision.reason
+    else:
+        row.due_at = decision.at or now
+        due.append(row.due_at)
+
+
+def _set_state(
+    job: Job,
+    request: SmsRequest,
+    provider: ProviderKey,
+    recipients: list[Recipient],
+    due_times: list[datetime],
+    now: datetime,
+) -> None:
+    options = request.options
     # Never sent after its validity, whichever provider: the release sweep expires what is still waiting.
     start = max(now, options.job_period) if options.job_period is not None else now
     job.expires_at = validity_deadline(start, options.validity_min)
@@ -244,4 +281,3 @@ def build_job(
     else:
         job.due_at = min(due_times)
         job.state = JobState.QUEUED if job.due_at <= now else JobState.SCHEDULED
-    return job, recipients

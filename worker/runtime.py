@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -128,8 +129,29 @@ class Runtime:
                     send_floor=connection.send_floor,
                     margin_s=self.settings.rate_limit_margin_s,
                     on_wait=on_wait,
+                    recent_calls=lambda: self._recent_sends(name, connection.rate_limit_period_s),
                 )
             return self._limiters[name]
+
+    def _recent_sends(self, name: str, period_s: float) -> list[float]:
+        """Ages (real seconds) of this connection's provider calls the database recorded in the last window:
+        what the limiter puts back after Redis lost its state. Message time may run sped up; ages do not."""
+        from sqlmodel import col, select
+
+        from models.db import transaction, utc
+        from models.tables import Submission
+
+        speed = self.settings.clock_speed
+        window_s = period_s + self.settings.rate_limit_margin_s
+        now = self.clock.now()
+        since = now - timedelta(seconds=window_s * speed)
+        with transaction(self.sessions) as session:
+            started = session.exec(
+                select(Submission.started_at).where(
+                    Submission.connection == name, col(Submission.started_at) >= since
+                )
+            ).all()
+        return [max((now - (utc(at) or now)).total_seconds() / speed, 0.0) for at in started]
 
     def client(self, name: str) -> ProviderClient:
         from worker.providers import build_client

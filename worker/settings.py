@@ -163,6 +163,8 @@ class Settings(BaseSettings):
     host_clock_offset_s: float = 0.0
 
     metrics_port: int | None = None
+    #: The by-name `smsq.enqueue` task carries numbers and text through the broker: off unless enabled.
+    enqueue_by_name: bool = False
 
     # Outcome callbacks (worker/callbacks/): the default connection's default callback, and delivery.
     callback_url: str | None = None

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+import redis
+import sqlalchemy.exc
 from celery import shared_task
 
 from models.db import transaction
@@ -26,6 +28,14 @@ from worker.submit.resolve import resolve_submission, settle_time
 from worker.submit.settle import Requeued
 
 log = logging.getLogger("smsq.tasks")
+
+#: Errors of the database or Redis that pass: a task retries later instead of failing and being dropped.
+TRANSIENT = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 
 #: Longest delay a wake-up is ever published with (far below the visibility timeout).
 MAX_COUNTDOWN_S = 30.0
@@ -46,6 +56,17 @@ def wake_requeued(rt: Runtime, requeued: Iterable[Requeued]) -> None:
 @shared_task(name="smsq.drain", bind=True, ignore_result=True)
 def drain_task(self: Any, connection: str) -> str:
     """Submit the due backlog of `connection` while slots come; wake again when it must stop."""
+    try:
+        return _drain(self, connection)
+    except TRANSIENT as exc:
+        # The database or Redis is away for a moment: try again later, as a wait, not a provider retry. The
+        # exception's text may quote SQL parameters, so only its class is logged.
+        delay_s = min(2.0**self.request.retries, MAX_COUNTDOWN_S)
+        log.warning("drain of %s paused (%s); again in %.0f s", connection, type(exc).__name__, delay_s)
+        raise self.retry(countdown=delay_s, max_retries=None) from None
+
+
+def _drain(self: Any, connection: str) -> str:
     rt = get_runtime()
     queue = (
         Queue.EXPRESS
@@ -83,9 +104,18 @@ def send(job_id: str) -> str:
     return "woken"
 
 
-@shared_task(name="smsq.resolve", ignore_result=True)
-def resolve(submission_id: str) -> str:
+@shared_task(name="smsq.resolve", bind=True, ignore_result=True)
+def resolve(self: Any, submission_id: str) -> str:
     """Look up a provider call whose fate is unknown; try again while it stays pending."""
+    try:
+        return _resolve(submission_id)
+    except TRANSIENT as exc:
+        delay_s = min(2.0**self.request.retries, MAX_COUNTDOWN_S)
+        log.warning("lookup of %s paused (%s); again in %.0f s", submission_id, type(exc).__name__, delay_s)
+        raise self.retry(countdown=delay_s, max_retries=None) from None
+
+
+def _resolve(submission_id: str) -> str:
     rt = get_runtime()
     resolution, requeued = resolve_submission(submission_id, rt)
     wake_requeued(rt, requeued)
@@ -112,16 +142,18 @@ def enqueue_task(
 ) -> str:
     """Enqueue by task name, for applications that do not import smsq.
 
-    The request (its JSON form) travels in this one message; send it with
-    `kwargsrepr`/`argsrepr` set so Flower does not show it. Invalid requests are logged by field
-    and rule only and dropped (retrying cannot make them valid).
+    Off unless SMSQ_ENQUEUE_BY_NAME is true: the request (numbers and text) travels in this one broker
+    message, which breaks the rule that the broker holds ids only; send it with `kwargsrepr`/`argsrepr`
+    set so Flower does not show it. Refused (disabled, or invalid: logged by field and rule only) requests
+    are dropped; retrying cannot make them valid.
     """
     from worker.errors import InvalidRequest
 
+    if not get_runtime().settings.enqueue_by_name:
+        log.warning("smsq.enqueue is disabled (SMSQ_ENQUEUE_BY_NAME=false): a request was dropped")
+        return ""
     try:
-        handle = enqueue(
-            request, connection=connection, idempotency_key=idempotency_key, callback=callback
-        )
+        handle = enqueue(request, connection=connection, idempotency_key=idempotency_key, callback=callback)
     except InvalidRequest as exc:
         log.warning("smsq.enqueue refused a request: %s", exc)
         return ""

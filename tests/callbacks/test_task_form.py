@@ -100,7 +100,7 @@ def test_the_by_name_enqueue_takes_a_callback(
     from models.tables import Job
     from worker.tasks import enqueue_task
 
-    rt = make_runtime(callback_settings(NO_PROVIDER, sqlite_url))
+    rt = make_runtime(callback_settings(NO_PROVIDER, sqlite_url, enqueue_by_name=True))
     request = {"messages": [{"text": "Hi", "recipients": [{"dst": "+4917612345678"}]}]}
     job_id = enqueue_task.apply(
         kwargs={"request": request, "callback": {"url": receiver.url, "events": "all"}}

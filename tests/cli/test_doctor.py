@@ -21,8 +21,8 @@ from models.clock import ManualClock
 from tests import redis_dbs
 from tests.cli.support import cli_settings, connections_file, env_for, free_port
 from tests.conftest import redis_db_for_session, wait_until
+from worker.cli.doctor import poll_budget_check
 from worker.cli.main import app
-from worker.cli.ops import poll_budget_check
 from worker.metrics.heartbeat import BEAT_KEY, last_sweeps
 from worker.queues import Queue
 from worker.settings import ConnectionSettings, load_settings

@@ -215,7 +215,7 @@ def test_local_windows_hold_and_expire(provider, sandbox, sqlite_url, runtime_fa
 
 
 def test_applications_without_smsq_enqueue_by_task_name(sandbox, sqlite_url, runtime_factory, processes):
-    settings = smsq_settings(sandbox, sqlite_url)
+    settings = smsq_settings(sandbox, sqlite_url, enqueue_by_name=True)  # off by default: it carries text
     rt = runtime_factory(settings)
     processes.worker(settings_env(settings))
     request = one(number(77), text="Sent by name")
@@ -238,3 +238,11 @@ def test_applications_without_smsq_enqueue_by_task_name(sandbox, sqlite_url, run
     time.sleep(1)
     with transaction(rt.sessions) as session:
         assert len(session.exec(select(Job)).all()) == 1  # the invalid request was refused, not stored
+
+
+def test_the_by_name_enqueue_is_off_unless_enabled(sandbox, sqlite_url, runtime_factory, redis_client):
+    from worker.tasks import enqueue_task
+
+    rt = runtime_factory(smsq_settings(sandbox, sqlite_url))
+    assert enqueue_task.apply(kwargs={"request": one(number(99))}).get() == ""
+    assert recipient_ids(rt) == []  # nothing stored: the numbers and text it carried went nowhere

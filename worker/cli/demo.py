@@ -271,6 +271,40 @@ def run_demo(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _start_worker_and_beat(procs: Processes, env: dict[str, str], tmp: Path) -> None:
+    celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
+    name = f"smsq-demo-{os.getpid()}@%h"
+    worker_args = [
+        "worker",
+        "--loglevel=WARNING",
+        "-c",
+        "2",
+        "-n",
+        name,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    procs.start("worker", [*celery, *worker_args], env)
+    procs.start(
+        "beat", [*celery, "beat", "--loglevel=WARNING", "--schedule", str(tmp / "beat-schedule")], env
+    )
+
+
+def _watch(rt: Runtime, job_ids: list[str], out: Console, procs: Processes, timeout_s: float) -> int:
+    """Show live counts until every job is final or the timeout; returns how many are still open."""
+    started = time.monotonic()
+    snap = snapshot(rt, job_ids)
+    with Live(
+        progress_view(snap, 0.0, timeout_s), console=out, refresh_per_second=4, transient=False
+    ) as live:
+        while snap.open_jobs and time.monotonic() - started <= timeout_s:
+            procs.check_alive()
+            time.sleep(0.5)
+            snap = snapshot(rt, job_ids)
+            live.update(progress_view(snap, time.monotonic() - started, timeout_s))
+    return snap.open_jobs
+
+
 def _run(
     env_in: dict[str, str],
     out: Console,
@@ -306,23 +340,7 @@ def _run(
 
     _wait_for(sandbox_up, "the sandbox", procs)
     upgrade(database_url)
-    celery = [sys.executable, "-m", "celery", "-A", "worker.app"]
-    name = f"smsq-demo-{os.getpid()}@%h"
-    worker_args = [
-        "worker",
-        "--loglevel=WARNING",
-        "-c",
-        "2",
-        "-n",
-        name,
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    procs.start("worker", [*celery, *worker_args], env)
-    procs.start(
-        "beat", [*celery, "beat", "--loglevel=WARNING", "--schedule", str(tmp / "beat-schedule")], env
-    )
-
+    _start_worker_and_beat(procs, env, tmp)
     settings = _settings_from(env)
     rt = Runtime(settings, celery=create_celery_app(settings))
     runtimes.append(rt)
@@ -331,27 +349,14 @@ def _run(
     for demo_job in demo_mix(rt.clock.now()):
         handle = enqueue(demo_job.request, connection=demo_job.connection, runtime=rt)
         handles.append((demo_job, handle.id))
-    job_ids = [job_id for _, job_id in handles]
     recipients = sum(len(m["recipients"]) for j, _ in handles for m in j.request["messages"])
     out.print(f"enqueued {len(handles)} jobs for {recipients} recipients on 3 connections")
-
     started = time.monotonic()
-    snap = snapshot(rt, job_ids)
-    with Live(
-        progress_view(snap, 0.0, timeout_s), console=out, refresh_per_second=4, transient=False
-    ) as live:
-        while snap.open_jobs:
-            elapsed_s = time.monotonic() - started
-            if elapsed_s > timeout_s:
-                break
-            procs.check_alive()
-            time.sleep(0.5)
-            snap = snapshot(rt, job_ids)
-            live.update(progress_view(snap, time.monotonic() - started, timeout_s))
+    open_jobs = _watch(rt, [job_id for _, job_id in handles], out, procs, timeout_s)
     out.print()
     out.print(summary_table(rt, handles))
-    if snap.open_jobs:
-        out.print(f"[red]timeout: {snap.open_jobs} job(s) not final after {timeout_s:.0f} s[/]")
+    if open_jobs:
+        out.print(f"[red]timeout: {open_jobs} job(s) not final after {timeout_s:.0f} s[/]")
         out.print(procs.tail("worker"))
         return 1
     out.print(f"[green]all {len(handles)} jobs final in {time.monotonic() - started:.1f} s[/]")

@@ -20,7 +20,6 @@ described in `worker.cli.common`.
 from __future__ import annotations
 
 import sys
-import threading
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -30,7 +29,9 @@ from rich.table import Table
 from models.enums import Encoding, JobState, Qos
 from worker.callbacks.cli import CallbackEventsOption, CallbackTaskOption, CallbackUrlOption
 from worker.callbacks.spec import callback_from_options
+from worker.cli import doctor as cli_doctor
 from worker.cli import ops as cli_ops
+from worker.cli import services as cli_services
 from worker.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
@@ -119,37 +120,50 @@ def build_request(
     }
 
 
+ToOption = Annotated[
+    list[str], typer.Option("--to", help="Recipient number (E.164 or national); repeatable.")
+]
+TextOption = Annotated[str, typer.Option("--text", help="Message text.")]
+SrcOption = Annotated[str | None, typer.Option(help="Sender id (numeric or up to 11 characters).")]
+QosOption = Annotated[str | None, typer.Option(help="Express jobs overtake normal ones.", **QOS_CHOICE)]
+JobPeriodOption = Annotated[
+    str | None, typer.Option("--job-period", help="Earliest send time, ISO-8601 with offset.")
+]
+ValidityOption = Annotated[
+    int | None, typer.Option("--validity-min", help="Minutes the SMS stays valid: 0 or 5..2880.")
+]
+BlackoutOption = Annotated[
+    list[str] | None,
+    typer.Option("--blackout", help="No sending in START/END (ISO-8601 with offsets); repeatable."),
+]
+StatusOption = Annotated[bool, typer.Option("--status-requested", help="Ask for delivery notifications.")]
+MaxPartsOption = Annotated[
+    int | None, typer.Option("--max-parts", help="At most this many SMS parts (1..20).")
+]
+EncodingOption = Annotated[str | None, typer.Option(help="SMS character set.", **ENCODING_CHOICE)]
+BillcodeOption = Annotated[str | None, typer.Option(help="Billing code (up to 70 characters).")]
+CustomerRefOption = Annotated[str | None, typer.Option("--customer-ref", help="Your reference for the job.")]
+IdempotencyOption = Annotated[
+    str | None,
+    typer.Option("--idempotency-key", help="Sending again with the same key returns the same job."),
+]
+
+
 @app.command()
 def send(
-    to: Annotated[list[str], typer.Option("--to", help="Recipient number (E.164 or national); repeatable.")],
-    text: Annotated[str, typer.Option("--text", help="Message text.")],
-    src: Annotated[str | None, typer.Option(help="Sender id (numeric or up to 11 characters).")] = None,
-    qos: Annotated[str | None, typer.Option(help="Express jobs overtake normal ones.", **QOS_CHOICE)] = None,
-    job_period: Annotated[
-        str | None, typer.Option("--job-period", help="Earliest send time, ISO-8601 with offset.")
-    ] = None,
-    validity_min: Annotated[
-        int | None, typer.Option("--validity-min", help="Minutes the SMS stays valid: 0 or 5..2880.")
-    ] = None,
-    blackout: Annotated[
-        list[str] | None,
-        typer.Option("--blackout", help="No sending in START/END (ISO-8601 with offsets); repeatable."),
-    ] = None,
-    status_requested: Annotated[
-        bool, typer.Option("--status-requested", help="Ask for delivery notifications.")
-    ] = False,
-    max_parts: Annotated[
-        int | None, typer.Option("--max-parts", help="At most this many SMS parts (1..20).")
-    ] = None,
-    encoding: Annotated[str | None, typer.Option(help="SMS character set.", **ENCODING_CHOICE)] = None,
-    billcode: Annotated[str | None, typer.Option(help="Billing code (up to 70 characters).")] = None,
-    customer_ref: Annotated[
-        str | None, typer.Option("--customer-ref", help="Your reference for the job.")
-    ] = None,
-    idempotency_key: Annotated[
-        str | None,
-        typer.Option("--idempotency-key", help="Sending again with the same key returns the same job."),
-    ] = None,
+    to: ToOption,
+    text: TextOption,
+    src: SrcOption = None,
+    qos: QosOption = None,
+    job_period: JobPeriodOption = None,
+    validity_min: ValidityOption = None,
+    blackout: BlackoutOption = None,
+    status_requested: StatusOption = False,
+    max_parts: MaxPartsOption = None,
+    encoding: EncodingOption = None,
+    billcode: BillcodeOption = None,
+    customer_ref: CustomerRefOption = None,
+    idempotency_key: IdempotencyOption = None,
     connection: ConnectionOption = "default",
     callback_url: CallbackUrlOption = None,
     callback_task: CallbackTaskOption = None,
@@ -301,94 +315,12 @@ def jobs(
     console.print(table)
 
 
-# --- processes ------------------------------------------------------------------------------------
+# --- processes (worker/cli/services.py) and operations (worker/cli/doctor.py, worker/cli/ops.py) ---------
 
+for command in (cli_services.migrate, cli_services.sandbox, cli_services.metrics, cli_services.demo):
+    app.command()(command)
 
-@app.command()
-def migrate() -> None:
-    """Apply the database migrations (SMSQ_DATABASE_URL); safe to run again."""
-    from models.migrate import current_revision, head_revision, upgrade
-
-    rt = runtime(check_connections=False)  # the schema does not depend on provider settings
-    url = rt.settings.database_url
-    try:
-        upgrade(url)
-        revision = current_revision(url)
-    except Exception as exc:
-        fail(f"migration failed: {type(exc).__name__}: {exc}".splitlines()[0])
-    at_head = " (head)" if revision == head_revision() else ""
-    console.print(f"database at revision {revision}{at_head}")
-
-
-@app.command()
-def sandbox(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    limit: Annotated[
-        int, typer.Option(min=1, help="The sandbox's own limit: calls per credential per period.")
-    ] = 100,
-    period: Annotated[float, typer.Option(min=0.001, help="Its rate-limit period in seconds.")] = 60.0,
-    speed: Annotated[float, typer.Option(min=0.001, help="Clock speed (1 = real time).")] = 1.0,
-    epoch: Annotated[
-        float | None,
-        typer.Option(help="UNIX time the sped-up clock starts from (share it with SMSQ_CLOCK_EPOCH)."),
-    ] = None,
-) -> None:
-    """Serve the provider sandbox (Retarus REST v1, HTTP Simple, Sendmode v2) until interrupted.
-
-    It accepts the credentials SMSQ_PROVIDER_USERNAME/PASSWORD/API_KEY name (sandbox-user,
-    sandbox-pass, sandbox-key when unset).
-    """
-    from sandbox.server import main as serve
-
-    serve(host, port, limit, period, speed, epoch)
-
-
-@app.command()
-def metrics(
-    port: Annotated[int, typer.Option(help="Port to serve /metrics on.")] = 9464,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
-) -> None:
-    """Serve Prometheus metrics (database gauges, queue lengths, counters) until interrupted."""
-    from worker.metrics.server import serve_metrics
-
-    rt = runtime()
-    try:
-        server, _ = serve_metrics(rt, port=port, addr=host)
-    except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror}")
-    console.print(f"serving Prometheus metrics on http://{host}:{port}/metrics (Ctrl-C stops)")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-
-
-@app.command()
-def demo(
-    timeout_s: Annotated[
-        float,
-        typer.Option(
-            "--timeout", min=1, help="Give up (exit 1) when jobs are not final after this many seconds."
-        ),
-    ] = 60.0,
-) -> None:
-    """Run everything locally: the sandbox, a worker, beat; send a mix of jobs and watch them finish."""
-    from worker.cli.demo import DemoError, run_demo
-
-    try:
-        with handled():
-            code = run_demo(timeout_s=timeout_s)
-    except DemoError as exc:
-        fail(str(exc))
-    raise typer.Exit(code)
-
-
-# --- account operations (worker/cli_ops.py) -------------------------------------------------------
-
-app.command("doctor")(cli_ops.doctor)
+app.command("doctor")(cli_doctor.doctor)
 app.command("optout")(cli_ops.optout)
 app.command("optouts")(cli_ops.optouts)
 app.command("credits")(cli_ops.credits)

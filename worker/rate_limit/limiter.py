@@ -13,7 +13,9 @@ Redis Cluster hash tag, keeping one limiter's keys in one slot) and expire on th
 Two kinds of call share a budget, each with a floor the other cannot take: "send" calls may fill at
 most `limit_calls - ceil(limit_calls * poll_share)` slots, so status polling keeps working while a
 backlog of sends saturates the limiter; "poll" calls (polls, listings, lookups) may fill at most
-`limit_calls - ceil(limit_calls * send_floor)`, so polls cannot starve sends. A provider 429
+`limit_calls - ceil(limit_calls * send_floor)`, so polls cannot starve sends, and while sends have a
+backlog (`mark_send_demand`, set by every claim for one window) polls keep to their reserve
+`ceil(limit_calls * poll_share)`: spare slots go to polls only when sends do not need them. A provider 429
 `pause()`s the whole connection for its Retry-After.
 
 The margin: the provider counts a call when it arrives, we count it when we grant it. If every arrival
@@ -50,17 +52,23 @@ _KEY_SLACK_MS = 1000
 
 # KEYS[1]  the log: a ZSET of every granted call, score = Redis time in microseconds
 # KEYS[2]  the pause: a string holding the Redis time (microseconds) until which all calls are refused
-# KEYS[3]  the poll log: the same, for "poll" calls only (their own cap keeps the send floor)
+# KEYS[3]  this kind's own log (sends' or polls'): the same, for calls of this kind only (its share)
 # KEYS[4]  a counter of every grant ever made (no expiry: grants versus provider calls, for operators)
+# KEYS[5]  the send-demand flag: set while sends have a backlog; then polls keep to their reserve
+# KEYS[6]  the state marker: missing means Redis lost the limiter's state (restart, flush) -> {2, 0}
 # ARGV[1]  window length in microseconds (period + margin)
-# ARGV[2]  how many calls of any kind the window may hold for this kind (send: limit - poll reserve;
-#          poll: limit)
-# ARGV[3]  how many calls of this kind the window may hold (poll: limit - send floor), or -1: no own cap
+# ARGV[2]  how many calls of any kind the window may hold (the limit)
+# ARGV[3]  how many calls of this kind the window may hold (send: limit - poll reserve; poll: limit -
+#          send floor), or -1: no own cap
 # ARGV[4]  1 to take a slot when one is free, 0 to only ask (peek)
 # ARGV[5]  a random nonce making the ZSET member unique even for grants in the same microsecond
 # ARGV[6]  expiry of the log keys in milliseconds
+# ARGV[7]  the poll reserve: this kind's own cap while the send-demand flag is set (-1: not a poll)
 # returns  {1, now_us} when a slot was taken (or is free, for a peek); {0, wait_us} (wait_us >= 1) when not
 _ACQUIRE_LUA = """
+if redis.call('EXISTS', KEYS[6]) == 0 then
+  return {2, 0}
+end
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local paused = tonumber(redis.call('GET', KEYS[2]))
@@ -84,6 +92,9 @@ local function wait_for(key, allowed)
 end
 local wait_us = wait_for(KEYS[1], tonumber(ARGV[2]))
 local own = tonumber(ARGV[3])
+if tonumber(ARGV[7]) >= 0 and redis.call('EXISTS', KEYS[5]) == 1 then
+  own = tonumber(ARGV[7])
+end
 if own >= 0 then
   wait_us = math.max(wait_us, wait_for(KEYS[3], own))
 end
@@ -101,6 +112,26 @@ if ARGV[4] == '1' then
   end
 end
 return {1, now_us}
+"""
+
+# Rebuilding a lost window. KEYS[1] the log, KEYS[2] the marker, KEYS[3] the send log; ARGV[1] log expiry
+# (ms), ARGV[2] a nonce, ARGV[3..] ages (microseconds) of sends the provider may still count. Only the first
+# caller seeds.
+_SEED_LUA = """
+if redis.call('SET', KEYS[2], '1', 'NX') == false then
+  return 0
+end
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+for i = 3, #ARGV do
+  local at = now_us - tonumber(ARGV[i])
+  local member = string.format('%d', at) .. ':seed:' .. ARGV[2] .. ':' .. i
+  redis.call('ZADD', KEYS[1], at, member)
+  redis.call('ZADD', KEYS[3], at, member)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return #ARGV - 2
 """
 
 # KEYS[1]  the pause key
@@ -171,7 +202,10 @@ class RedisRateLimiter:
         send_floor: float = 0.5,
         margin_s: float = 0.25,
         on_wait: Callable[[str, float], None] | None = None,
+        recent_calls: Callable[[], list[float]] | None = None,
     ) -> None:
+        """`recent_calls`: ages in seconds of the calls the provider may still count, read from a record that
+        outlives Redis (the database's submissions); used to rebuild the window after Redis lost it."""
         if limit_calls < 1:
             raise ValueError(f"limit_calls must be >= 1, got {limit_calls}")
         if period_s <= 0:
@@ -191,6 +225,7 @@ class RedisRateLimiter:
         self.poll_share = poll_share
         self.send_floor = send_floor
         self.on_wait = on_wait
+        self.recent_calls = recent_calls
         self._redis = redis
         self._slots: dict[CallKind, int] = {
             "send": send_slots(limit_calls, poll_share),
@@ -201,7 +236,11 @@ class RedisRateLimiter:
         self.log_key = f"{KEY_PREFIX}:{{{name}}}:log"
         self.pause_key = f"{KEY_PREFIX}:{{{name}}}:paused_until"
         self.poll_log_key = f"{KEY_PREFIX}:{{{name}}}:poll_log"
+        self.send_log_key = f"{KEY_PREFIX}:{{{name}}}:send_log"
         self.granted_key = f"{KEY_PREFIX}:{{{name}}}:granted_total"
+        self.demand_key = f"{KEY_PREFIX}:{{{name}}}:send_demand"
+        self.marker_key = f"{KEY_PREFIX}:{{{name}}}:state"
+        self._seed_script = redis.register_script(_SEED_LUA)
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._pause_script = redis.register_script(_PAUSE_LUA)
         self._usage_script = redis.register_script(_USAGE_LUA)
@@ -231,11 +270,29 @@ class RedisRateLimiter:
     def _run(self, kind: CallKind, *, take: bool) -> Grant:
         if kind not in self._slots:
             raise ValueError(f"kind must be 'send' or 'poll', got {kind!r}")
-        total, own = (self._slots["send"], -1) if kind == "send" else (self.limit_calls, self._slots["poll"])
-        granted, value = self._acquire_script(
-            keys=[self.log_key, self.pause_key, self.poll_log_key, self.granted_key],
-            args=[self._window_us, total, own, 1 if take else 0, secrets.token_hex(8), self._ttl_ms],
-        )
+        # Every call counts in the whole log (at most limit_calls) and in its own kind's log (its share).
+        if kind == "send":
+            own_log, own, reserve = self.send_log_key, self._slots["send"], -1
+        else:
+            own_log, own, reserve = (
+                self.poll_log_key,
+                self._slots["poll"],
+                self.limit_calls - self._slots["send"],
+            )
+        keys = [self.log_key, self.pause_key, own_log, self.granted_key, self.demand_key, self.marker_key]
+        args = [
+            self._window_us,
+            self.limit_calls,
+            own,
+            1 if take else 0,
+            secrets.token_hex(8),
+            self._ttl_ms,
+            reserve,
+        ]
+        granted, value = self._acquire_script(keys=keys, args=args)
+        if int(granted) == 2:
+            self.recover()
+            return self._run(kind, take=take)
         if int(granted) == 1:
             return Grant(True, 0.0, int(value))
         return Grant(False, max(int(value), 1) / 1_000_000, None)
@@ -253,10 +310,43 @@ class RedisRateLimiter:
         """Calls granted in the current window."""
         return int(self._usage_script(keys=[self.log_key], args=[self._window_us]))
 
+    def recover(self) -> int:
+        """Redis lost this limiter's state (restarted empty, flushed): before granting anything, rebuild the
+        window from `recent_calls` (the sends the database recorded) plus the polls' whole share, so the
+        limiter grants no more than the provider can still accept. Without that record it holds every call off until a whole window has
+        passed since Redis started (`INFO uptime_in_seconds`). Returns the number of calls put back."""
+        if self.recent_calls is not None:
+            window_s = self._window_us / 1_000_000
+            ages = [age for age in self.recent_calls() if 0 <= age < window_s]
+            # Polls are not recorded anywhere that outlives Redis: when the window saw sends (an active
+            # connection), count polls as if they had used their whole share just now (the safe side; it
+            # costs at most one window). A window without sends (idle, or a fresh install) adds none.
+            if ages:
+                ages += [0.0] * min(self._slots["poll"], max(self.limit_calls - len(ages), 0))
+            args = [self._ttl_ms, secrets.token_hex(4), *(round(age * 1_000_000) for age in ages)]
+            return int(self._seed_script(keys=[self.log_key, self.marker_key, self.send_log_key], args=args))
+        uptime_s = float(self._redis.info("server").get("uptime_in_seconds", 0))
+        hold_s = self._window_us / 1_000_000 - uptime_s
+        if self._redis.set(self.marker_key, 1, nx=True) and hold_s > 0:
+            self.pause(hold_s)
+        return 0
+
+    def mark_send_demand(self) -> None:
+        """Sends have a backlog: for one window, polls keep to their reserve (`poll_share`) instead of
+        taking up to `limit - send_floor`, so a saturated send path gets its whole share."""
+        self._redis.set(self.demand_key, 1, px=max(int(self._window_us / 1000), 1))
+
     def granted_total(self) -> int:
         """Every slot this limiter ever granted (all processes); compare with the provider's call count."""
         return int(self._redis.get(self.granted_key) or 0)
 
     def reset(self) -> None:
         """Forget every granted call and any pause (for tests and operators)."""
-        self._redis.delete(self.log_key, self.pause_key, self.poll_log_key, self.granted_key)
+        self._redis.delete(
+            self.log_key,
+            self.pause_key,
+            self.poll_log_key,
+            self.granted_key,
+            self.demand_key,
+            self.marker_key,
+        )

@@ -120,6 +120,7 @@ def submit_next(connection: str, rt: Runtime, *, invite: bool = False) -> RoundR
     claim = claim_batch(rt, connection, provider)
     if claim is None:
         return RoundResult("idle")
+    rt.limiter(connection).mark_send_demand()
     invited = invite and claim.full and rt.wake(connection)
     result = submit_claim(rt, connection, claim.token)
     result.invited = invited
@@ -171,6 +172,9 @@ def submit_claim(rt: Runtime, connection: str, token: str) -> RoundResult:
     return result
 
 
+Step = tuple[Literal["accepted", "next", "stop"], Failure | None]
+
+
 def _call(
     rt: Runtime,
     client: object,
@@ -179,57 +183,63 @@ def _call(
     provider: ProviderKey,
     connection: str,
     result: RoundResult,
-) -> tuple[Literal["accepted", "next", "stop"], Failure | None]:
+) -> Step:
     """Make one provider call and record its answer; says whether the round goes on."""
     trace = CallTrace("send")
     try:
         with call_kind("send") as trace:
             provider_job_id = call.run(client)
-    except RateLimitExceeded as exc:
-        close_failed(rt, sub_id, "rate limit reached before the call was made")
-        result.kind, result.wait_s = "throttled", exc.wait_s
+    except Exception as exc:
+        return _record_failure(rt, exc, call, sub_id, result, written=trace.written > 0)
+    accept(rt, sub_id, call, provider, provider_job_id)
+    RECIPIENTS_SUBMITTED.labels(connection).inc(len(call.recipients))
+    return "accepted", None
+
+
+def _unknown(rt: Runtime, sub_id: str, reason: str, result: RoundResult) -> None:
+    mark_unknown(rt, sub_id, reason)
+    result.kind = "unknown"
+    result.resolve.append(sub_id)
+
+
+def _record_failure(
+    rt: Runtime, exc: Exception, call: ProviderCall, sub_id: str, result: RoundResult, *, written: bool
+) -> Step:
+    """Record why a call failed; only a call known not to have created anything releases its recipients."""
+    if isinstance(exc, RateLimitExceeded | ProviderThrottled):
+        wait_s = exc.wait_s if isinstance(exc, RateLimitExceeded) else exc.retry_after_s or 1.0
+        close_failed(
+            rt, sub_id, "rate limit reached before the call was made" if written is False else str(exc)
+        )
+        result.kind, result.wait_s = "throttled", wait_s
         return "stop", exc
-    except ProviderThrottled as exc:
-        close_failed(rt, sub_id, str(exc))
-        result.kind, result.wait_s = "throttled", exc.retry_after_s or 1.0
+    if isinstance(exc, DeliveryUnknown | DuplicateJob):
+        _unknown(rt, sub_id, str(exc), result)
         return "stop", exc
-    except (DeliveryUnknown, DuplicateJob) as exc:
-        mark_unknown(rt, sub_id, str(exc))
-        result.kind = "unknown"
-        result.resolve.append(sub_id)
-        return "stop", exc
-    except (RetryableProviderError, ProviderAuthError) as exc:
+    if isinstance(exc, RetryableProviderError | ProviderAuthError):
         close_failed(rt, sub_id, str(exc))
         result.kind = "retry"
         return "stop", exc
-    except PermanentProviderError as exc:
+    if isinstance(exc, PermanentProviderError):
         if len(call.job_ids) > 1:
             close_failed(rt, sub_id, str(exc))
             isolate(rt, call.job_ids)  # one job's content may have spoiled the shared call
         else:
             reject(rt, sub_id, call, str(exc))
         return "next", None
-    except ProviderError as exc:  # a provider error of no known kind: treat its fate as unknown
-        mark_unknown(rt, sub_id, str(exc))
-        result.kind = "unknown"
-        result.resolve.append(sub_id)
+    if isinstance(exc, ProviderError):  # a provider error of no known kind: treat its fate as unknown
+        _unknown(rt, sub_id, str(exc), result)
         return "stop", exc
-    except Exception as exc:
-        # Not a provider answer: a bug, or an encoding error while building the request. The trace says
-        # whether the request reached the transport. If not, the call did not leave: the job is isolated
-        # and, when alone, fails with a reason, while its neighbours go on. If it did, its fate is unknown.
-        log.error("call for submission %s failed: %s", sub_id, type(exc).__name__)
-        if trace.written:
-            mark_unknown(rt, sub_id, f"error after the request was written: {type(exc).__name__}")
-            result.kind = "unknown"
-            result.resolve.append(sub_id)
-            return "stop", None
-        if len(call.job_ids) > 1:
-            close_failed(rt, sub_id, f"could not build the request: {type(exc).__name__}")
-            isolate(rt, call.job_ids)
-        else:
-            reject_unsendable(rt, sub_id, call, type(exc).__name__)
-        return "next", None
-    accept(rt, sub_id, call, provider, provider_job_id)
-    RECIPIENTS_SUBMITTED.labels(connection).inc(len(call.recipients))
-    return "accepted", None
+    # Not a provider answer: a bug, or an encoding error while building the request. If the request never
+    # reached the transport, the call did not leave: the job is isolated and, when alone, fails with a
+    # reason, while its neighbours go on. If it did, its fate is unknown.
+    log.error("call for submission %s failed: %s", sub_id, type(exc).__name__)
+    if written:
+        _unknown(rt, sub_id, f"error after the request was written: {type(exc).__name__}", result)
+        return "stop", None
+    if len(call.job_ids) > 1:
+        close_failed(rt, sub_id, f"could not build the request: {type(exc).__name__}")
+        isolate(rt, call.job_ids)
+    else:
+        reject_unsendable(rt, sub_id, call, type(exc).__name__)
+    return "next", None
