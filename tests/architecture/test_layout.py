@@ -161,3 +161,18 @@ def test_no_block_of_six_lines_is_repeated_in_the_send_path() -> None:
                 repeats.append(f"{where} repeats {seen[block]}")
             seen.setdefault(block, where)
     assert repeats == []
+
+
+def test_an_application_with_its_own_models_package_gets_one_clear_import_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("APP = True\n")
+    result = subprocess.run(
+        [sys.executable, "-c", "import worker"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: smsq's 'worker' needs smsq's own top-level 'models' package")
+    assert str(tmp_path / "models") in last and "Rename that package" in last
