@@ -619,10 +619,18 @@ def kill_mid_call(
         return r.measure("kill -9 of a worker mid-call", trials, started)
 
 
-def redis_restart_reserved(base: Path, pg: PrivatePostgres | None, trials: int) -> Result:
+def redis_restart_reserved(
+    base: Path,
+    pg: PrivatePostgres | None,
+    trials: int,
+    *,
+    jobs: int = 150,
+    groups: int = 40,
+    database: str = "postgresql",
+) -> Result:
     """Redis restarted empty while the workers hold messages and a backlog waits, `trials` times."""
     started = time.monotonic()
-    with run(base / "redis-reserved", pg=pg, budget=30, period_s=5.0) as r:
+    with run(base / "redis-reserved", database=database, pg=pg, budget=30, period_s=5.0) as r:
         r.fleet.worker(concurrency=2)
         r.fleet.worker(concurrency=2)
         r.fleet.beat()
@@ -630,7 +638,7 @@ def redis_restart_reserved(base: Path, pg: PrivatePostgres | None, trials: int) 
         for _ in range(trials):
             r.sandbox.fault("slow", path_prefix=JOBS_PATH, seconds=1.5, n=4)  # calls in progress
             calls = len(r.sandbox.calls())
-            r.enqueue(150, groups=40)
+            r.enqueue(jobs, groups=groups)
             r.wait_calls(calls + 2)
             counts = r.redis.broker_messages()
             held.append(sum(counts.values()))
@@ -648,18 +656,18 @@ def redis_restart_reserved(base: Path, pg: PrivatePostgres | None, trials: int) 
 def redis_restart_after_burst(base: Path, pg: PrivatePostgres | None, trials: int) -> Result:
     """A saturated burst fills the provider's window, then Redis is restarted empty at once."""
     started = time.monotonic()
-    budget, period = 20, 10.0
+    budget, period = 20, 5.0
     with run(base / "redis-burst", pg=pg, budget=budget, period_s=period) as r:
         r.fleet.worker(concurrency=2)
         r.fleet.beat()
         for trial in range(trials):
             calls = len(r.sandbox.calls())
-            r.enqueue(60, groups=60)  # every job alone: one call each
+            r.enqueue(30, groups=30)  # every job alone: one call each, more than one window's budget
             r.wait_calls(calls + budget - 2, timeout_s=60)
             r.redis.restart_empty()
             if trial < trials - 1:
                 r.wait_final()
-        r.wait_final(240)
+        r.wait_final(300)
         result = r.measure("Redis restarted empty right after a saturated burst", trials, started)
         result.notes.append(f"provider answered 429 {result.statuses.get('429', 0)} times")
         return result
@@ -824,11 +832,11 @@ def run_all(quick: bool, only: Sequence[str], log: Callable[[str], None]) -> lis
                 "redis": lambda: redis_restart_reserved(base, pg, 1 if quick else 3),
                 "burst": lambda: redis_restart_after_burst(base, pg, 1 if quick else 2),
                 "postgres": lambda: postgres_restart(base, pg, ["fast", "immediate"]),
-                "5xx": lambda: provider_faults(base, pg, "5xx", 30 if quick else 90),
-                "429": lambda: provider_faults(base, pg, "429", 30 if quick else 90),
-                "timeouts": lambda: provider_faults(base, pg, "timeouts", 30 if quick else 90),
-                "malformed": lambda: provider_faults(base, pg, "malformed", 30 if quick else 90),
-                "resets": lambda: provider_faults(base, pg, "resets", 30 if quick else 90),
+                "5xx": lambda: provider_faults(base, pg, "5xx", 30 if quick else 60),
+                "429": lambda: provider_faults(base, pg, "429", 30 if quick else 60),
+                "timeouts": lambda: provider_faults(base, pg, "timeouts", 30 if quick else 60),
+                "malformed": lambda: provider_faults(base, pg, "malformed", 30 if quick else 60),
+                "resets": lambda: provider_faults(base, pg, "resets", 30 if quick else 60),
                 "sqlite": lambda: sqlite_locked(base, 5.0 if quick else 10.0),
             }
             for name in selected:
@@ -848,6 +856,10 @@ def run_all(quick: bool, only: Sequence[str], log: Callable[[str], None]) -> lis
     return results
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer trials and jobs (a few minutes)")
@@ -857,6 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-write", action="store_true", help="print the report instead of writing it")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)  # stop every process of the run on SIGTERM too
     command = "python -m bench.chaos" + (" --quick" if args.quick else "")
     if args.only:
         command += " --only " + " ".join(args.only)
