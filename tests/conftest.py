@@ -26,6 +26,7 @@ import redis
 from models.clock import Clock
 from models.migrate import upgrade
 from tests import redis_dbs
+from tests.scaling import broker as test_broker
 from worker.cli.processes import stop_process_groups
 from worker.runtime import Runtime, set_runtime
 from worker.settings import Settings, load_settings, settings_environment
@@ -57,12 +58,14 @@ def redis_db_for_session(url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
+    if test_broker.kind() == "amqp":  # SMSQ_TEST_BROKER=amqp: RabbitMQ is the broker (tests/scaling/broker.py)
+        test_broker.purge()
     yield from redis_db_for_session(REDIS_URL)
 
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis[Any]]:
-    client: redis.Redis[Any] = redis.Redis.from_url(redis_url)
+    client = test_broker.redis_client_for(redis_url)  # with RabbitMQ: llen/flushdb reach its queues
     client.flushdb()
     yield client
     client.flushdb()
@@ -181,7 +184,7 @@ def smsq_settings(
 ) -> Settings:
     """Settings pointing smsq at the sandbox, the test Redis and `database_url`."""
     values: dict[str, Any] = {
-        "broker_url": REDIS_URL,
+        **test_broker.overrides(REDIS_URL),  # Redis, or RabbitMQ with Redis for the limiter and locks
         "database_url": database_url,
         "provider": provider,
         "provider_url": sandbox.url_for(provider),

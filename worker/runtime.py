@@ -20,6 +20,7 @@ import redis
 from models.clock import Clock, SyncedTime, make_clock
 from models.db import SessionFactory, database_time, make_engine, make_session_factory
 from worker.queues import Queue
+from worker.redis_client import redis_from_url
 from worker.settings import ConnectionSettings, Settings, get_settings
 
 if TYPE_CHECKING:
@@ -84,7 +85,8 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis[Any]:
-        return redis.Redis.from_url(self.settings.redis, socket_timeout=10, socket_connect_timeout=5)
+        # redis:// as ever; sentinel:// follows the master through a failover (worker/redis_client.py).
+        return redis_from_url(self.settings.redis, socket_timeout=10, socket_connect_timeout=5)
 
     @cached_property
     def connections(self) -> dict[str, ConnectionSettings]:

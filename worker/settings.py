@@ -113,6 +113,8 @@ class ConnectionSettings(BaseModel):
 
 #: Database URL schemes smsq runs on (SQLite embedded, PostgreSQL through psycopg 3).
 SUPPORTED_DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "postgresql+psycopg"})
+#: URL schemes that name a Redis server (sentinel: its master, found through Sentinel; worker/redis_client.py).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://", "sentinels://")
 
 
 class Settings(BaseSettings):
@@ -178,6 +180,16 @@ class Settings(BaseSettings):
     callback_retry_period_s: float = Field(86400.0, gt=0)
     callback_backoff_max_s: float = Field(600.0, gt=0)
 
+    # Retention (worker/retention.py): final jobs older than this many days are deleted; 0 keeps them forever.
+    retention_days: float = Field(30.0, ge=0)
+    retention_interval_s: float = Field(300.0, gt=0)
+    retention_batch: int = Field(1000, ge=1, le=100_000)  # jobs per batch (one transaction each)
+    retention_max_batches: int = Field(20, ge=1)  # batches per sweep run
+
+    #: Beat's leader lease (worker/beat_leader.py): a standby beat takes over at most this long after the
+    #: leader stopped renewing it.
+    beat_lease_s: float = Field(10.0, ge=1)
+
     @field_validator("default_country", mode="before")
     @classmethod
     def _upper_country(cls, value: Any) -> Any:
@@ -193,6 +205,17 @@ class Settings(BaseSettings):
                 "postgresql+psycopg://user@host/db"
             )
         return value
+
+    @model_validator(mode="after")
+    def _check_redis(self) -> Settings:
+        # The limiter, locks and wake-up records need Redis: with another broker (amqp://) name it.
+        if self.redis_url is None and not self.broker_url.startswith(REDIS_SCHEMES):
+            raise ValueError(
+                "a broker other than Redis (amqp://...) needs SMSQ_REDIS_URL for the limiter and locks"
+            )
+        if self.redis_url is not None and not self.redis_url.startswith(REDIS_SCHEMES):
+            raise ValueError("SMSQ_REDIS_URL must be redis://, rediss://, unix:// or sentinel://")
+        return self
 
     @model_validator(mode="after")
     def _check_intervals(self) -> Settings:
