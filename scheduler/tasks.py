@@ -15,6 +15,7 @@ import redis
 from celery import shared_task
 
 from scheduler.poll import poll_connection
+from scheduler.retention import retention_sweep
 from scheduler.sweeps import reconcile, release
 from worker.runtime import get_runtime
 
@@ -63,3 +64,16 @@ def poll_task() -> dict[str, Any]:
             if held:
                 results[name] = poll_connection(rt, name).__dict__
     return results
+
+
+@shared_task(name="smsq.retention", ignore_result=True)
+def retention_task() -> dict[str, Any]:
+    """Delete final jobs past `SMSQ_RETENTION_DAYS` in bounded batches (scheduler/retention.py)."""
+    rt = get_runtime()
+    if rt.settings.retention_days <= 0:
+        return {"disabled": True}
+    with sweep_lock(rt.redis, "retention", max(rt.settings.retention_interval_s * 4, 600)) as held:
+        if not held:
+            return {"skipped": True}
+        report = retention_sweep(rt)
+    return report.as_dict()

@@ -24,6 +24,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "smsq.poll": {"queue": Queue.POLL},
     "smsq.release": {"queue": Queue.SWEEP},
     "smsq.reconcile": {"queue": Queue.SWEEP},
+    "smsq.retention": {"queue": Queue.SWEEP},
     "smsq.callbacks": {"queue": Queue.CALLBACK},
 }
 

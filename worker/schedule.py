@@ -13,7 +13,7 @@ from worker.settings import Settings
 
 #: The tasks beat publishes. They send no task events (see `create_celery_app`): Flower would show little
 #: else, and their health is beat's heartbeat in Redis.
-SWEEP_TASKS = ("smsq.release", "smsq.poll", "smsq.reconcile")
+SWEEP_TASKS = ("smsq.release", "smsq.poll", "smsq.reconcile", "smsq.retention")
 
 
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -31,4 +31,5 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "smsq-poll": entry("smsq.poll", settings.poll_interval_s, Queue.POLL),
         "smsq-reconcile": entry("smsq.reconcile", settings.reconcile_interval_s, Queue.SWEEP),
         "smsq-callbacks": entry("smsq.callbacks", settings.callback_interval_s, Queue.CALLBACK),
+        "smsq-retention": entry("smsq.retention", settings.retention_interval_s, Queue.SWEEP),
     }

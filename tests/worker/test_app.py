@@ -14,13 +14,16 @@ def make_app(**overrides):
 
 
 def test_every_beat_entry_names_a_registered_task_on_a_known_queue():
-    app = make_app(poll_interval_s=7, release_interval_s=3, reconcile_interval_s=11, callback_interval_s=2)
+    app = make_app(
+        poll_interval_s=7, release_interval_s=3, reconcile_interval_s=11, callback_interval_s=2, retention_interval_s=13
+    )
     schedule = app.conf.beat_schedule
     assert {entry["task"] for entry in schedule.values()} == {
         "smsq.release",
         "smsq.poll",
         "smsq.reconcile",
         "smsq.callbacks",
+        "smsq.retention",
     }
     for entry in schedule.values():
         assert entry["task"] in app.tasks
@@ -30,6 +33,7 @@ def test_every_beat_entry_names_a_registered_task_on_a_known_queue():
         "smsq-poll": 7,
         "smsq-reconcile": 11,
         "smsq-callbacks": 2,
+        "smsq-retention": 13,
     }
 
 

@@ -11,6 +11,7 @@
     smsq optouts [--json]                                             the local suppression list
     smsq credits [--json]                                             Sendmode balance, credit pause
     smsq metrics [--port 9464]                                        serve Prometheus metrics
+    smsq purge --older-than 30d [--export F] [--batch N] [--dry-run]  delete old final jobs
     smsq demo                                                         everything, end to end, locally
 
 Every command reads the SMSQ_ environment (worker/settings.py). Exit codes and error lines are
@@ -31,6 +32,7 @@ from worker.callbacks.cli import CallbackEventsOption, CallbackTaskOption, Callb
 from worker.callbacks.spec import callback_from_options
 from worker.cli import doctor as cli_doctor
 from worker.cli import ops as cli_ops
+from worker.cli import purge as cli_purge
 from worker.cli import services as cli_services
 from worker.cli.common import (
     EXIT_BAD_INPUT,
@@ -324,6 +326,7 @@ app.command("doctor")(cli_doctor.doctor)
 app.command("optout")(cli_ops.optout)
 app.command("optouts")(cli_ops.optouts)
 app.command("credits")(cli_ops.credits)
+app.command("purge")(cli_purge.purge)
 contacts_app.command("import")(cli_ops.import_contacts)
 
 
