@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, String, any_, bindparam, event
+from sqlalchemy import ARRAY, String, any_, bindparam, event, literal
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -81,6 +81,23 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
     if bind.dialect.name == "postgresql":
         return column == any_(bindparam(None, items, type_=ARRAY(String)))
     return column.in_(items)
+
+
+def fixed(value: str) -> Any:
+    """A constant (a state name) written into the SQL text instead of sent as a parameter.
+
+    The sweeps and gauges compare states this way so their partial indexes (`... WHERE state =
+    'scheduled'`) stay usable by a generic plan: psycopg prepares a statement after 5 executions and
+    PostgreSQL may then plan it once for any parameter values, when `state = $1` proves nothing about
+    the index's predicate and the plan reads the whole table. The statement text stays the same for every
+    call, so it is still prepared and cached. Only for constants from the code, never for input."""
+    return literal(str(value), String(), literal_execute=True)
+
+
+def fixed_in(column: Any, values: Iterable[str]) -> Any:
+    """`column IN ('a', 'b')` with the constants in the SQL text (see `fixed`)."""
+    constants = bindparam(None, [str(v) for v in values], type_=String(), expanding=True, literal_execute=True)
+    return column.in_(constants)
 
 
 def utc(value: datetime | None) -> datetime | None:

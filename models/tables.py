@@ -43,6 +43,19 @@ _QUEUED = text("state = 'queued'")
 _CLAIMED = text("claim_token IS NOT NULL")
 
 
+def _partial(name: str, *columns: str, where: str | None, include: tuple[str, ...] = ()) -> Index:
+    """An index holding only the rows a sweep or gauge asks for (migration 0004; INCLUDE is PostgreSQL only).
+
+    The queries name the states as literals (`models.db.fixed`) so a generic plan can use it too."""
+    options: dict[str, Any] = {"postgresql_include": list(include)} if include else {}
+    if where is not None:
+        options["postgresql_where"] = options["sqlite_where"] = text(where)
+    return Index(name, *columns, **options)
+
+
+_OPEN_STATES_SQL = "state IN ('scheduled', 'queued', 'submitting', 'submitted')"
+
+
 class Job(SQLModel, table=True):
     __tablename__ = "smsq_job"
     __table_args__ = (
@@ -66,6 +79,20 @@ class Job(SQLModel, table=True):
             postgresql_where=_QUEUED,
             sqlite_where=_QUEUED,
         ),
+        # Shaped like the sweeps, gauges and listings (migration 0004): only the rows in the state asked
+        # for, ordered by the time the query compares, so history and far-future jobs cost them nothing.
+        _partial("ix_smsq_job_scheduled_due", "due_at", where="state = 'scheduled'"),
+        _partial(
+            "ix_smsq_job_unsent_expires",
+            "expires_at",
+            where="state IN ('scheduled', 'queued') AND expires_at IS NOT NULL",
+        ),
+        _partial("ix_smsq_job_queued_due", "connection", "due_at", where="state = 'queued'", include=("qos_rank",)),
+        _partial("ix_smsq_job_submitting_claimed", "claimed_at", where="state = 'submitting'"),
+        _partial("ix_smsq_job_submitting_updated", "connection", "updated_at", where="state = 'submitting'"),
+        _partial("ix_smsq_job_open", "id", where=_OPEN_STATES_SQL, include=("state", "connection")),
+        _partial("ix_smsq_job_callback_pending", "id", where="callback_open"),
+        _partial("ix_smsq_job_created", "created_at", where=None),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
@@ -99,7 +126,16 @@ class Job(SQLModel, table=True):
 
 class Recipient(SQLModel, table=True):
     __tablename__ = "smsq_recipient"
-    __table_args__ = (Index("ix_smsq_recipient_job", "job_id", "final"),)
+    __table_args__ = (
+        Index("ix_smsq_recipient_job", "job_id", "final"),
+        _partial("ix_smsq_recipient_open", "job_id", where="NOT final", include=("outcome",)),
+        # exactly `worker.callbacks.outbox._changed()`: the recipients the callback sweep still has to note
+        _partial(
+            "ix_smsq_recipient_unnoted",
+            "job_id",
+            where="outcome <> coalesce(notified_outcome, 'pending') OR (final IS true AND notified_final IS false)",
+        ),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     job_id: str = Field(foreign_key="smsq_job.id", max_length=36)
@@ -130,6 +166,11 @@ class Submission(SQLModel, table=True):
     __table_args__ = (
         Index("ix_smsq_submission_poll", "connection", "state", "next_poll_at"),
         Index("ix_smsq_submission_state_started", "state", "started_at"),
+        _partial("ix_smsq_submission_in_flight", "started_at", where="state = 'in_flight'"),
+        _partial("ix_smsq_submission_accepted_due", "connection", "next_poll_at", where="state = 'accepted'"),
+        _partial(
+            "ix_smsq_submission_accepted_started", "connection", "started_at", where="state = 'accepted'"
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)

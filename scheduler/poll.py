@@ -18,10 +18,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, col, select
 
-from models.db import transaction, utc
+from models.db import fixed, transaction, utc
 from models.enums import JobState, Outcome, ProviderKey
 from models.intervals import Interval, parse_interval
 from models.retarus import RecipientReport
@@ -67,6 +68,31 @@ class Report:
     finished_ts: datetime | None = None
 
 
+def due_submissions_query(connection: str, now: datetime) -> Any:
+    """The connection's accepted submissions due a poll (`ix_smsq_submission_accepted_due`; the state is
+    a SQL literal so a prepared statement's generic plan uses that partial index too)."""
+    return (
+        select(Submission)
+        .where(
+            Submission.connection == connection,
+            Submission.state == fixed(SubmissionState.ACCEPTED),
+            col(Submission.next_poll_at) <= now,
+        )
+        .order_by(col(Submission.next_poll_at))
+        .limit(POLL_BATCH)
+    )
+
+
+def oldest_accepted_query(connection: str) -> Any:
+    """When the connection's oldest open provider job started (`ix_smsq_submission_accepted_started`)."""
+    return (
+        select(Submission.started_at)
+        .where(Submission.connection == connection, Submission.state == fixed(SubmissionState.ACCEPTED))
+        .order_by(col(Submission.started_at))
+        .limit(1)
+    )
+
+
 def poll_connection(rt: Runtime, connection: str) -> PollReport:
     """One polling cycle for one connection."""
     provider = ProviderKey(rt.connection(connection).provider)
@@ -75,18 +101,7 @@ def poll_connection(rt: Runtime, connection: str) -> PollReport:
         return report
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
-        due = list(
-            session.exec(
-                select(Submission)
-                .where(
-                    Submission.connection == connection,
-                    Submission.state == SubmissionState.ACCEPTED,
-                    col(Submission.next_poll_at) <= now,
-                )
-                .order_by(col(Submission.next_poll_at))
-                .limit(POLL_BATCH)
-            )
-        )
+        due = list(session.exec(due_submissions_query(connection, now)))
     if not due:
         return report
     client = rt.client(connection)
@@ -114,12 +129,7 @@ def _poll_retarus(
     report: PollReport,
 ) -> None:
     with transaction(rt.sessions) as session:
-        oldest = session.exec(
-            select(Submission.started_at)
-            .where(Submission.connection == connection, Submission.state == SubmissionState.ACCEPTED)
-            .order_by(col(Submission.started_at))
-            .limit(1)
-        ).first()
+        oldest = session.exec(oldest_accepted_query(connection)).first()
     oldest_at = utc(oldest) or now
     open_ids = set(client.list_jobs(from_ts=oldest_at - LISTING_SLACK, to_ts=now + LISTING_SLACK, open=True))
     report.listings += 1

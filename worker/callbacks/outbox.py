@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import CursorResult, and_, exists, func, not_, or_, update
 from sqlmodel import Session, col, select
 
-from models.db import transaction, utc
+from models.db import fixed, fixed_in, transaction, utc
 from models.enums import TERMINAL_JOB_STATES, Outcome
 from models.tables import CallbackEvent, CallbackState, Job, Recipient
 from worker.callbacks.spec import CallbackSpec
@@ -44,9 +44,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _changed() -> Any:
-    """SQL: the recipient's outcome or finality differs from what was last noted."""
+    """SQL: the recipient's outcome or finality differs from what was last noted. Written exactly as the
+    predicate of the partial index `ix_smsq_recipient_unnoted` (constants in the SQL text), so PostgreSQL
+    reads only the recipients still to note, in any plan."""
     return or_(
-        col(Recipient.outcome) != func.coalesce(col(Recipient.notified_outcome), Outcome.PENDING.value),
+        col(Recipient.outcome) != func.coalesce(col(Recipient.notified_outcome), fixed(Outcome.PENDING)),
         and_(col(Recipient.final).is_(True), col(Recipient.notified_final).is_(False)),
     )
 
@@ -116,14 +118,30 @@ def _add_event(session: Session, rt: Runtime, job: Job, payload: dict[str, Any],
     return True
 
 
-def _note_recipients(session: Session, rt: Runtime, now: datetime, report: NoteReport) -> int:
-    rows = session.exec(
+def changed_recipients_query() -> Any:
+    """Recipients of jobs with an open callback whose outcome changed (`ix_smsq_job_callback_pending`: the
+    plain boolean column, as in the index's predicate, then `ix_smsq_recipient_job` per job)."""
+    return (
         select(Recipient, Job)
         .join(Job, col(Job.id) == col(Recipient.job_id))
-        .where(col(Job.callback_open).is_(True), _changed())
+        .where(col(Job.callback_open), _changed())
         .order_by(col(Recipient.job_id), col(Recipient.id))
         .limit(BATCH)
-    ).all()
+    )
+
+
+def closable_jobs_query() -> Any:
+    """Terminal jobs with an open callback and nothing left to note (states as SQL literals)."""
+    pending = exists().where(col(Recipient.job_id) == col(Job.id), _changed())
+    return (
+        select(Job)
+        .where(col(Job.callback_open), fixed_in(col(Job.state), sorted(TERMINAL_JOB_STATES)), not_(pending))
+        .limit(BATCH)
+    )
+
+
+def _note_recipients(session: Session, rt: Runtime, now: datetime, report: NoteReport) -> int:
+    rows = session.exec(changed_recipients_query()).all()
     for row, job in rows:
         noted = col(Recipient.notified_outcome)
         claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
@@ -146,16 +164,7 @@ def _note_recipients(session: Session, rt: Runtime, now: datetime, report: NoteR
 
 
 def _close_jobs(session: Session, rt: Runtime, now: datetime, report: NoteReport) -> None:
-    pending = exists().where(col(Recipient.job_id) == col(Job.id), _changed())
-    jobs = session.exec(
-        select(Job)
-        .where(
-            col(Job.callback_open).is_(True),
-            col(Job.state).in_([state.value for state in TERMINAL_JOB_STATES]),
-            not_(pending),
-        )
-        .limit(BATCH)
-    ).all()
+    jobs = session.exec(closable_jobs_query()).all()
     for job in jobs:
         closed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Job)

@@ -7,10 +7,9 @@ Two sources:
   queued, submitting, submitted) and their recipients not yet final, by connection; the age of each
   connection's oldest due queued job (the backlog age) and oldest `submitting` job; broker queue
   lengths; credit pauses; beat's last publication of each sweep; and each connection's configured limit. The job queries are bounded by an
-  index (`ix_smsq_job_state_updated`, `ix_smsq_job_claim`) and touch open rows only. Known gap: the
-  open-recipients gauge joins recipients by `ix_smsq_recipient_job (job_id, final)`, which PostgreSQL does
-  not use for it: with a large history it scans smsq_recipient (about 0.3 s per million rows) until a
-  partial index `ON smsq_recipient (job_id) WHERE NOT final` is added by a migration.
+  partial index holding open rows only (migration 0004: `ix_smsq_job_open`, `ix_smsq_recipient_open`,
+  `ix_smsq_job_queued_due`, `ix_smsq_job_submitting_updated`), so history costs them nothing; states are
+  SQL literals (`models.db.fixed`) so a prepared statement's generic plan uses those indexes too.
 
 A Celery worker with the prefork pool counts in its child processes, so its parent must collect
 them through prometheus-client's multiprocess mode: start the worker with `PROMETHEUS_MULTIPROC_DIR`
@@ -32,10 +31,10 @@ import redis
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func
+from sqlalchemy import func, not_
 from sqlmodel import Session, col, select
 
-from models.db import transaction, utc
+from models.db import fixed, fixed_in, transaction, utc
 from models.enums import JobState
 from models.tables import Job, Recipient
 from worker.metrics.heartbeat import last_sweeps
@@ -58,37 +57,37 @@ OPEN_STATES: tuple[JobState, ...] = (
 
 
 def open_jobs_query() -> Any:
-    """Jobs by open state and connection (index `ix_smsq_job_state_updated`: state first)."""
+    """Jobs by open state and connection (index-only on `ix_smsq_job_open`)."""
     return (
         select(Job.state, Job.connection, func.count())
-        .where(col(Job.state).in_([state.value for state in OPEN_STATES]))
+        .where(fixed_in(col(Job.state), OPEN_STATES))
         .group_by(col(Job.state), col(Job.connection))
     )
 
 
 def open_recipients_query() -> Any:
-    """Recipients not yet final of open jobs, by current outcome and connection (jobs by state, then
-    `ix_smsq_recipient_job (job_id, final)` for each)."""
+    """Recipients not yet final of open jobs, by current outcome and connection (`ix_smsq_recipient_open`
+    joined to `ix_smsq_job_open`, both partial, both index-only)."""
     return (
         select(Recipient.outcome, Job.connection, func.count())
         .join(Job, col(Job.id) == col(Recipient.job_id))
-        .where(col(Job.state).in_([state.value for state in OPEN_STATES]))
-        .where(col(Recipient.final).is_(False))
+        .where(fixed_in(col(Job.state), OPEN_STATES))
+        .where(not_(col(Recipient.final)))
         .group_by(col(Recipient.outcome), col(Job.connection))
     )
 
 
 def oldest_due_query(connection: str, now: datetime) -> Any:
-    """The due time of the connection's oldest due queued job (`ix_smsq_job_claim`)."""
+    """The due time of the connection's oldest due queued job (`ix_smsq_job_queued_due`)."""
     return select(func.min(Job.due_at)).where(
-        Job.connection == connection, Job.state == JobState.QUEUED.value, col(Job.due_at) <= now
+        Job.connection == connection, Job.state == fixed(JobState.QUEUED), col(Job.due_at) <= now
     )
 
 
 def oldest_submitting_query(connection: str) -> Any:
-    """When the connection's longest-`submitting` job last moved (`ix_smsq_job_state_updated`)."""
+    """When the connection's longest-`submitting` job last moved (`ix_smsq_job_submitting_updated`)."""
     return select(func.min(Job.updated_at)).where(
-        Job.state == JobState.SUBMITTING.value, Job.connection == connection
+        Job.state == fixed(JobState.SUBMITTING), Job.connection == connection
     )
 
 
