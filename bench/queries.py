@@ -257,11 +257,10 @@ def generic_plan(engine: Engine, statement: Any) -> str:
     raw = engine.url.render_as_string(hide_password=False).replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(raw, autocommit=True) as conn:
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute(sql.SQL("PREPARE q AS {}").format(sql.SQL(text)))  # type: ignore[arg-type]
+        conn.execute(sql.SQL("PREPARE q AS {}").format(sql.SQL(text)))
+        head = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) EXECUTE q")
         args = sql.SQL(", ").join(sql.Literal(value) for value in values)
-        explain = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) EXECUTE q")
-        if values:
-            explain = sql.SQL("{} ({})").format(explain, args)
+        explain = sql.SQL("{} ({})").format(head, args) if values else head
         return "\n".join(row[0] for row in conn.execute(explain).fetchall())
 
 
@@ -353,6 +352,23 @@ def render(results: list[Measured], counts: dict[int, dict[str, int]], sizes: li
         "figure is the round trip, not the query."
     )
     add("")
+    add("### Why the plans hold in a long-running worker\n")
+    add(
+        "psycopg prepares a statement after 5 executions on a connection (`prepare_threshold`); PostgreSQL "
+        "plans a prepared statement with its parameter values 5 times, then may keep one generic plan. A "
+        "generic plan cannot use a partial index whose predicate depends on a parameter: with `state = $1` "
+        "nothing proves `state = 'scheduled'`, so the old sweeps fell back to reading the table from the "
+        "11th call on. smsq's fix is in the shape of the queries, not in a setting: every constant the "
+        "index predicates name (job, submission and callback states, `'pending'` in the callback sweep's "
+        "change test) is written into the SQL text (`models.db.fixed`, `fixed_in`), the time and the "
+        "connection stay parameters, and the release queries order by the index's column so the plan "
+        "reads it even without knowing how many rows `<= now` matches. Checked for every query by "
+        "tests/ops/test_query_plans.py under `force_generic_plan`.\n\n"
+        "Not chosen: `plan_cache_mode = force_custom_plan` per connection would replan every statement of "
+        "the send path too (the very path issue 13 makes lean), and as session state it is lost behind a "
+        "transaction-pooling PgBouncer; `prepare_threshold = None` gives up server-side prepared "
+        "statements everywhere. Neither is needed once the generic plan is the good one.\n"
+    )
     add(f"### Generic plans at {large:,} rows\n")
     add(
         "`PREPARE` of the statement as smsq sends it, then `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING "
