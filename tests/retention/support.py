@@ -38,6 +38,7 @@ class Seeder:
         submission: str | None = None,
         callback_open: bool = False,
         callback_state: str | None = None,
+        due_at: datetime | None = None,
     ) -> str:
         """One job in `state` last changed `age` ago, with `recipients` recipients in `submission`."""
         at = self.now - age
@@ -51,7 +52,7 @@ class Seeder:
             recipient_count=recipients,
             created_at=at - timedelta(minutes=5),
             updated_at=at,
-            due_at=at - timedelta(minutes=5),
+            due_at=due_at or at - timedelta(minutes=5),
             finished_at=at if final else None,
             callback_open=callback_open,
         )
@@ -101,6 +102,6 @@ def existing(sessions: SessionFactory, table: type, ids: list[str]) -> set[str]:
 
 def counts(session: Session) -> dict[str, int]:
     return {
-        table.__tablename__: int(session.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[attr-defined]
+        table.__tablename__: int(session.execute(select(func.count()).select_from(table)).scalar_one())
         for table in (Job, Recipient, Submission, CallbackEvent)
     }
