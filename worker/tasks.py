@@ -37,6 +37,8 @@ TRANSIENT = (
     redis.exceptions.TimeoutError,
 )
 
+#: A drain's lease, renewed before every round: a killed drain frees its place within this time.
+DRAIN_LEASE_S = 20.0
 #: Longest delay a wake-up is ever published with (far below the visibility timeout).
 MAX_COUNTDOWN_S = 30.0
 #: When a call's fate is unknown, look it up after this many seconds (a quick "found" is common).
@@ -74,12 +76,14 @@ def _drain(self: Any, connection: str) -> str:
         else Queue.SEND
     )
     rt.waker.started(connection, queue)
-    lease = rt.waker.join(connection, cap=rt.settings.drain_concurrency, lease_s=rt.settings.drain_max_s + 60)
+    lease = rt.waker.join(connection, cap=rt.settings.drain_concurrency, lease_s=DRAIN_LEASE_S)
     if lease is None:
         DRAIN_RUNS.labels(connection, "full").inc()
         return "full"  # enough drains of this connection run already; one of them goes on
     try:
-        result = drain(rt, connection)
+        result = drain(
+            rt, connection, heartbeat=lambda: rt.waker.renew(connection, lease, lease_s=DRAIN_LEASE_S)
+        )
     finally:
         rt.waker.leave(connection, lease)
     DRAIN_RUNS.labels(connection, result.kind).inc()

@@ -7,17 +7,21 @@ connection take disjoint batches without waiting for each other; on SQLite (one 
 conditional update makes a loser claim nothing, and it simply tries the next head.
 
 No limiter slot is held while claiming: the slot is taken in the transport right before the request is
-written, so a claim that finds nothing costs no slot.
+written, so a claim that finds nothing costs no slot. The claim's transaction also reads the claimed rows
+and commits the calls' in-flight evidence (`prepare`), so a round is this transaction, the call, and one
+more transaction that records the answer and settles the batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from sqlmodel import Session, col, select
 
-from models.db import transaction
+from models.db import fixed, transaction
 from models.enums import JobState, ProviderKey
 from models.tables import Job, new_id
 from worker.runtime import Runtime
@@ -27,25 +31,33 @@ from worker.submit.submissions import move_jobs
 _CLAIM_ATTEMPTS = 3
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class Claim:
-    """Jobs claimed under one token; `full` says the batch hit its recipient limit (more may be waiting)."""
+class Claim(Generic[T]):
+    """Jobs claimed under one token; `full` says the batch hit its recipient limit (more may be waiting);
+    `prepared` is what the caller's `prepare` built in the claim's own transaction."""
 
     token: str
     jobs: int
     recipients: int
     full: bool
+    prepared: T
 
 
 def has_due_work(session: Session, connection: str, now: datetime) -> bool:
     query = select(Job.id).where(
-        Job.connection == connection, Job.state == JobState.QUEUED, Job.due_at <= now
+        Job.connection == connection, col(Job.state) == fixed(JobState.QUEUED), Job.due_at <= now
     )
     return session.exec(query.limit(1)).first() is not None
 
 
-def claim_batch(rt: Runtime, connection: str, provider: ProviderKey) -> Claim | None:
-    """Claim the head job and its compatible followers; None when nothing is due."""
+def claim_batch(
+    rt: Runtime, connection: str, provider: ProviderKey, prepare: Callable[[Session, str, datetime], T]
+) -> Claim[T] | None:
+    """Claim the head job and its compatible followers, then run `prepare(session, token, now)` in the same
+    transaction (it reads what the round needs and commits the calls' evidence); None when nothing is due."""
     for _ in range(_CLAIM_ATTEMPTS):
         now = rt.clock.now()
         with transaction(rt.sessions) as session:
@@ -58,16 +70,19 @@ def claim_batch(rt: Runtime, connection: str, provider: ProviderKey) -> Claim | 
                 session, ids, JobState.SUBMITTING, now, sources=[JobState.QUEUED],
                 claim_token=token, claimed_at=now,
             )  # fmt: skip
-        if moved:
-            full = recipients >= rt.settings.batch_max_recipients
-            return Claim(token, moved, recipients, full)
+            if moved:
+                prepared = prepare(session, token, now)
+                full = recipients >= rt.settings.batch_max_recipients
+                return Claim(token, moved, recipients, full, prepared)
     return None
 
 
 def _pick(
     session: Session, connection: str, provider: ProviderKey, now: datetime, limit: int
 ) -> tuple[list[str], int] | None:
-    due = (Job.connection == connection, Job.state == JobState.QUEUED, Job.due_at <= now)
+    # The state as a constant in the SQL text: a generic (prepared) plan can then still use the partial
+    # head and batch indexes (`WHERE state = 'queued'`).
+    due = (Job.connection == connection, col(Job.state) == fixed(JobState.QUEUED), Job.due_at <= now)
     head = session.exec(
         select(Job.id, Job.recipient_count, Job.options_key, Job.solo)
         .where(*due)

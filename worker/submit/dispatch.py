@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from models.db import transaction, utc
 from models.enums import JobState, ProviderKey
-from models.tables import Job
+from models.tables import Job, Submission
 from worker.errors import (
     DeliveryUnknown,
     DuplicateJob,
@@ -45,16 +46,17 @@ from worker.runtime import Runtime
 from worker.submit.calls import ProviderCall
 from worker.submit.claim import claim_batch
 from worker.submit.record import (
+    Prepared,
     accept,
     close_failed,
     isolate,
-    load_claim,
     mark_unknown,
     open_submission,
+    preparer,
     reject,
     reject_unsendable,
 )
-from worker.submit.settle import Failure, Requeued, settle_claim, settle_jobs, still_claimed
+from worker.submit.settle import Failure, Requeued, settle_jobs
 
 log = logging.getLogger("smsq.dispatch")
 
@@ -85,11 +87,16 @@ class DrainResult:
     resolve: list[str] = field(default_factory=list)
 
 
-def drain(rt: Runtime, connection: str, *, invite: bool = True) -> DrainResult:
-    """Submit the connection's due backlog until it is empty, the limiter says wait, or time is up."""
+def drain(
+    rt: Runtime, connection: str, *, invite: bool = True, heartbeat: Callable[[], None] | None = None
+) -> DrainResult:
+    """Submit the connection's due backlog until it is empty, the limiter says wait, or time is up.
+    `heartbeat` runs before every round (the task renews its drain lease there)."""
     deadline = time.monotonic() + rt.settings.drain_max_s
     result = DrainResult("idle")
     while True:
+        if heartbeat is not None:
+            heartbeat()
         if time.monotonic() > deadline:
             result.kind = "yield"
             return result
@@ -117,12 +124,12 @@ def submit_next(connection: str, rt: Runtime, *, invite: bool = False) -> RoundR
     wait_s = rt.limiter(connection).peek("send")
     if wait_s > MAX_WAIT_S:
         return RoundResult("throttled", wait_s=wait_s)
-    claim = claim_batch(rt, connection, provider)
+    claim = claim_batch(rt, connection, provider, preparer(rt, connection, provider))
     if claim is None:
         return RoundResult("idle")
     rt.limiter(connection).mark_send_demand()
     invited = invite and claim.full and rt.wake(connection)
-    result = submit_claim(rt, connection, claim.token)
+    result = submit_claim(rt, connection, claim.token, claim.prepared)
     result.invited = invited
     return result
 
@@ -139,37 +146,49 @@ def submit_job(job_id: str, rt: Runtime) -> RoundResult:
     return submit_next(connection, rt)
 
 
-def submit_claim(rt: Runtime, connection: str, token: str) -> RoundResult:
-    """Submit the recipients of the jobs claimed under `token` and settle them."""
+def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -> RoundResult:
+    """Make the prepared calls of the claim `token`, record each answer, and settle the jobs.
+
+    A clean, complete round (every call accepted, no recipient held back) is recorded and settled in one
+    transaction per call: the last acceptance moves the whole claim. Anything else settles job by job.
+    """
     provider = ProviderKey(rt.connection(connection).provider)
-    claim = load_claim(rt, provider, token)
-    job_ids, jobs, calls = claim.job_ids, claim.jobs, claim.calls
+    calls = prepared.calls
     result = RoundResult("sent" if calls else "idle")
     client = rt.client(connection)
     failure: Failure | None = None
-    clean = True  # every claimed recipient went out in an accepted call
-    for call in calls:
-        sub = open_submission(rt, connection, provider, jobs, call)
-        outcome, failure = _call(rt, client, call, sub, provider, connection, result)
+    clean = prepared.complete
+    target = (
+        JobState.FINISHED if provider is ProviderKey.SENDMODE else JobState.SUBMITTED
+    )  # accepted is final
+    for index, call in enumerate(calls):
+        last = index == len(calls) - 1
+        sub = (
+            prepared.subs[0] if index == 0 else open_submission(rt, connection, provider, prepared.jobs, call)
+        )
+        settle = (token, target) if clean and last else None
+        outcome, failure = _call(rt, client, call, sub, provider, connection, result, settle)
         if outcome == "accepted":
             result.calls += 1
-            carried = set(call.job_ids)
-            for job in (j for j in jobs if j.id in carried):  # metric: due -> accepted
-                due = max(job.created_at, job.due_at)
-                observe_since(ENQUEUE_TO_SUBMITTED, connection, due, rt.clock.now())
+            _observe_submitted(rt, connection, prepared, call)
             continue
         clean = False
         if outcome == "stop":
             break
-    if clean and calls and claim.complete:
-        # Every claimed recipient went out in an accepted call: one UPDATE moves the whole batch.
-        final = provider is ProviderKey.SENDMODE  # accepted is final there
-        settle_claim(rt, token, JobState.FINISHED if final else JobState.SUBMITTED)
-        job_ids = still_claimed(rt, token)
+    job_ids = prepared.job_ids
+    if clean and calls:
+        job_ids = []  # the last acceptance moved the whole claim
     result.requeued = settle_jobs(rt, job_ids, failure=failure, retry=result.kind == "retry")
     if result.kind == "retry" and result.requeued:
         result.wait_s = max(item.delay_s for item in result.requeued)
     return result
+
+
+def _observe_submitted(rt: Runtime, connection: str, prepared: Prepared, call: ProviderCall) -> None:
+    carried = set(call.job_ids)
+    now = rt.clock.now()
+    for job in (j for j in prepared.jobs if j.id in carried):  # metric: due -> accepted
+        observe_since(ENQUEUE_TO_SUBMITTED, connection, max(job.created_at, job.due_at), now)
 
 
 Step = tuple[Literal["accepted", "next", "stop"], Failure | None]
@@ -179,10 +198,11 @@ def _call(
     rt: Runtime,
     client: object,
     call: ProviderCall,
-    sub_id: str,
+    sub: Submission,
     provider: ProviderKey,
     connection: str,
     result: RoundResult,
+    settle: tuple[str, JobState] | None,
 ) -> Step:
     """Make one provider call and record its answer; says whether the round goes on."""
     trace = CallTrace("send")
@@ -190,8 +210,8 @@ def _call(
         with call_kind("send") as trace:
             provider_job_id = call.run(client)
     except Exception as exc:
-        return _record_failure(rt, exc, call, sub_id, result, written=trace.written > 0)
-    accept(rt, sub_id, call, provider, provider_job_id)
+        return _record_failure(rt, exc, call, sub.id, result, written=trace.written > 0)
+    accept(rt, sub, provider, provider_job_id, settle=settle)
     RECIPIENTS_SUBMITTED.labels(connection).inc(len(call.recipients))
     return "accepted", None
 

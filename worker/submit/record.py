@@ -10,7 +10,7 @@ over the resolution.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +28,7 @@ from worker.metrics.counters import RECIPIENT_OUTCOMES, SUBMISSION_CONFLICTS
 from worker.runtime import Runtime
 from worker.submit.calls import ClaimedJob, Pending, ProviderCall, build_calls
 from worker.submit.settle import finish_recipients
-from worker.submit.submissions import clip, move_submission_if
+from worker.submit.submissions import clip, move_jobs, move_submission_if
 
 log = logging.getLogger("smsq.record")
 
@@ -37,20 +37,25 @@ SUPPRESSED_REASON = "number is on the suppression list (opted out)"
 
 
 @dataclass
-class LoadedClaim:
-    """The claimed jobs and the calls that carry their recipients ready now; `complete` when every job has
-    recipients in those calls and none was held back (a clean round may then settle the claim at once)."""
+class Prepared:
+    """A claimed batch ready to go: its jobs, the calls carrying its ready recipients, the first call's
+    committed in-flight submission, and `complete` when every job has recipients in those calls and none
+    was held back (a clean round may then settle the whole claim at once)."""
 
     job_ids: list[str]
     jobs: list[ClaimedJob]
     calls: list[ProviderCall]
+    subs: list[Submission]
     complete: bool
 
 
-def load_claim(rt: Runtime, provider: ProviderKey, token: str) -> LoadedClaim:
-    """The claimed jobs, and the provider calls that carry their recipients ready to go now."""
-    now = rt.clock.now()
-    with transaction(rt.sessions) as session:
+def preparer(
+    rt: Runtime, connection: str, provider: ProviderKey
+) -> Callable[[Session, str, datetime], Prepared]:
+    """What the claim's transaction runs: read the claimed rows, apply local rules, build the calls and
+    add their in-flight submissions, all committed together with the claim."""
+
+    def prepare(session: Session, token: str, now: datetime) -> Prepared:
         jobs = [
             ClaimedJob(id_, request, utc(created) or now, utc(due) or now)
             for id_, request, created, due in session.execute(
@@ -73,8 +78,16 @@ def load_claim(rt: Runtime, provider: ProviderKey, token: str) -> LoadedClaim:
             )
         ]  # fmt: skip
         ready = _apply_local_rules(session, jobs, pending, provider, now)
-    complete = len(ready) == len(pending) and {row.job_id for row in ready} == set(job_ids)
-    return LoadedClaim(job_ids, jobs, build_calls(provider, jobs, ready), complete)
+        calls = build_calls(provider, jobs, ready)
+        # Only the first call's evidence is committed with the claim; later calls of the round (Sendmode's
+        # other texts, HTTP Simple's other recipients) get theirs just before they are made, so a crash
+        # between calls never leaves a call that was not made looking "in flight".
+        subs = [_submission(rt, connection, provider, jobs, call, now) for call in calls[:1]]
+        _open(session, subs, calls[:1], now)
+        complete = len(ready) == len(pending) and {row.job_id for row in ready} == set(job_ids)
+        return Prepared(job_ids, jobs, calls, subs, complete)
+
+    return prepare
 
 
 def _apply_local_rules(
@@ -119,17 +132,21 @@ def _apply_local_rules(
     return ready
 
 
-def open_submission(
-    rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[ClaimedJob], call: ProviderCall
-) -> str:
-    """Commit the evidence of a call before making it: a crash mid-call leaves an `in_flight` row."""
-    now = rt.clock.now()
+def _submission(
+    rt: Runtime,
+    connection: str,
+    provider: ProviderKey,
+    jobs: Sequence[ClaimedJob],
+    call: ProviderCall,
+    now: datetime,
+) -> Submission:
+    """The evidence of a call, committed before it is made: a crash mid-call leaves an `in_flight` row."""
     head = next(job for job in jobs if job.id == call.job_ids[0])
     options = head.request.get("options", {})
     job_period = parse_datetime(options["jobPeriod"]) if options.get("jobPeriod") else None
     start = max(head.created_at, job_period or now)
     deadline = validity_deadline(start, options.get("validityMin"))
-    sub = Submission(
+    return Submission(
         connection=connection,
         provider=provider.value,
         state=_S.IN_FLIGHT,
@@ -140,30 +157,51 @@ def open_submission(
         poll_deadline=deadline + timedelta(seconds=rt.settings.validity_grace_s),
         body=call.body,
     )
+
+
+def open_submission(
+    rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[ClaimedJob], call: ProviderCall
+) -> Submission:
+    """Commit the evidence of a later call of the round in a transaction of its own, before making it."""
+    now = rt.clock.now()
+    sub = _submission(rt, connection, provider, jobs, call, now)
     with transaction(rt.sessions) as session:
-        session.add(sub)
-        session.flush()
+        _open(session, [sub], [call], now)
+    return sub
+
+
+def _open(session: Session, subs: list[Submission], calls: list[ProviderCall], now: datetime) -> None:
+    session.add_all(subs)
+    session.flush()
+    for sub, call in zip(subs, calls, strict=True):
         session.execute(
             update(Recipient)
             .where(one_of(session, col(Recipient.id), [row.id for row in call.recipients]))
             .values(submission_id=sub.id, updated_at=now)
+            .execution_options(synchronize_session=False)
         )
-    return sub.id
 
 
 def accept(
-    rt: Runtime, sub_id: str, call: ProviderCall | None, provider: ProviderKey, provider_job_id: str | None
+    rt: Runtime,
+    sub: Submission | str,
+    provider: ProviderKey,
+    provider_job_id: str | None,
+    *,
+    settle: tuple[str, JobState] | None = None,
 ) -> bool:
     """The provider accepted the call: `in_flight -> accepted` (Sendmode: `finished`, accepted is final).
 
-    Returns False, and records a conflict, when the submission was resolved otherwise meanwhile.
+    `settle` (claim token, target state): the round was clean and complete, so the whole claim moves in
+    this same transaction. Returns False, and records a conflict, when the submission was resolved
+    otherwise meanwhile.
     """
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
-        sub = session.get(Submission, sub_id)
-        assert sub is not None
+        row = session.get(Submission, sub) if isinstance(sub, str) else sub
+        assert row is not None
         if provider is ProviderKey.SENDMODE:
-            moved = move_submission_if(session, sub_id, _S.IN_FLIGHT, _S.FINISHED, now)
+            moved = move_submission_if(session, row.id, _S.IN_FLIGHT, _S.FINISHED, now)
             values: dict[str, Any] = {
                 "outcome": Outcome.ACCEPTED,
                 "final": True,
@@ -172,30 +210,38 @@ def accept(
                 "reason": "accepted by Sendmode (no delivery status available)",
             }
         else:
-            next_poll_at = first_poll_at(sub, now, rt)
             moved = move_submission_if(
-                session, sub_id, _S.IN_FLIGHT, _S.ACCEPTED, now,
-                provider_job_id=provider_job_id, next_poll_at=next_poll_at,
+                session, row.id, _S.IN_FLIGHT, _S.ACCEPTED, now,
+                provider_job_id=provider_job_id, next_poll_at=first_poll_at(row, now, rt),
             )  # fmt: skip
             values = {"provider_job_id": provider_job_id, "updated_at": now}
         if not moved:
-            _record_conflict(session, sub, provider_job_id, now)
+            _record_conflict(session, row.id, provider_job_id, now)
             return False
         accepted = session.execute(
             update(Recipient)
-            .where(col(Recipient.submission_id) == sub_id)
+            .where(col(Recipient.submission_id) == row.id)
             .values(**values)
             .execution_options(synchronize_session=False)
         )
         if provider is ProviderKey.SENDMODE:  # metric: accepted is final on Sendmode
             count = getattr(accepted, "rowcount", 0)
-            RECIPIENT_OUTCOMES.labels(sub.connection, Outcome.ACCEPTED.value).inc(count)
+            RECIPIENT_OUTCOMES.labels(row.connection, Outcome.ACCEPTED.value).inc(count)
+        if settle is not None:
+            token, target = settle
+            move_jobs(
+                session,
+                None,
+                target,
+                now,
+                sources=[JobState.SUBMITTING],
+                extra_where=[col(Job.claim_token) == token],
+            )
     return True
 
 
-def _record_conflict(session: Session, sub: Submission, provider_job_id: str | None, now: datetime) -> None:
-    session.expire(sub)
-    current = session.get(Submission, sub.id)
+def _record_conflict(session: Session, sub_id: str, provider_job_id: str | None, now: datetime) -> None:
+    current = session.get(Submission, sub_id, populate_existing=True)
     assert current is not None
     note = f"{now.isoformat()}: accepted late as {provider_job_id or '(no id)'} after it was {current.state}"
     current.conflict = clip(f"{current.conflict}; {note}" if current.conflict else note)

@@ -82,7 +82,7 @@ def resolve_submission(sub_id: str, rt: Runtime) -> tuple[Resolution, list[Reque
         return "pending", []
     if found is not None:
         _note(rt, sub_id, "found at the provider by customerRef")
-        accept(rt, sub_id, None, ProviderKey.RETARUS, found)
+        accept(rt, sub_id, ProviderKey.RETARUS, found)
         return "found", settle_jobs(rt, job_ids)
     now = rt.clock.now()
     if now - (utc(sub.started_at) or now) < settle_time(rt, sub.connection):
@@ -171,7 +171,7 @@ def _resend(
         kind = "delivery unknown" if isinstance(exc, DeliveryUnknown) else "not sent"
         _note(rt, resend_id, f"resend {kind}: {type(exc).__name__}; looked up next")
         return "pending", []
-    accept(rt, resend_id, None, ProviderKey.RETARUS, provider_job_id)
+    accept(rt, resend_id, ProviderKey.RETARUS, provider_job_id)
     RECIPIENTS_SUBMITTED.labels(connection).inc(count)
     return "resent", settle_jobs(rt, job_ids)
 

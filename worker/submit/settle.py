@@ -5,8 +5,8 @@ terminal (`finished`, `expired`, `rejected`, `failed`); one with recipients stil
 `queued` (now, or after a backoff with jitter when the provider failed) or `scheduled` (held by its
 windows); otherwise it is `submitted`. Every move goes through `worker.submit.submissions`.
 
-`settle_submitted` is the fast path of a clean round (every claimed recipient went out in an accepted
-call): one UPDATE for the whole batch instead of a read and a write per job.
+The fast path of a clean round (every claimed recipient went out in an accepted call) is not here: the
+last acceptance moves the whole claim in its own transaction (`record.accept(settle=...)`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from worker.errors import (
 )
 from worker.metrics.counters import SEND_RETRIES
 from worker.runtime import Runtime
-from worker.submit.submissions import clip, move_job, move_jobs
+from worker.submit.submissions import clip, move_job
 
 Failure = ProviderError | RateLimitExceeded
 
@@ -71,31 +71,6 @@ def backoff_s(attempt: int, cap_s: float) -> float:
     """Exponential backoff with full jitter: uniform in [0.5, 1] x min(cap, 2**attempt)."""
     base = min(cap_s, 2.0 ** max(attempt, 0))
     return base * random.uniform(0.5, 1.0)
-
-
-def settle_claim(rt: Runtime, token: str, target: JobState) -> int:
-    """Every job of claim `token` moves to `target` in one statement (no per-row checks).
-
-    Only for a complete, clean round: each claimed job had recipients in the round's calls, none was held
-    back, and every call was accepted, so no job has a recipient left unsent (`submitted`; Sendmode:
-    `finished`, accepted being final there).
-    """
-    now = rt.clock.now()
-    with transaction(rt.sessions) as session:
-        return move_jobs(
-            session,
-            None,
-            target,
-            now,
-            sources=[JobState.SUBMITTING],
-            extra_where=[col(Job.claim_token) == token],
-        )
-
-
-def still_claimed(rt: Runtime, token: str) -> list[str]:
-    """Jobs still held by claim `token` (the fast path moves the others and clears their token)."""
-    with transaction(rt.sessions) as session:
-        return list(session.exec(select(Job.id).where(col(Job.claim_token) == token)))
 
 
 def settle_jobs(

@@ -102,6 +102,12 @@ class Waker:
             return member
         return None
 
+    def renew(self, connection: str, member: str, *, lease_s: float) -> None:
+        """Extend a running drain's lease (a killed drain's lease then lapses within `lease_s`)."""
+        seconds, micros = self._redis.time()
+        until_ms = int(seconds) * 1000 + int(micros) // 1000 + max(int(lease_s * 1000), 1000)
+        self._redis.zadd(drainers_key(connection), {member: until_ms}, xx=True)
+
     def leave(self, connection: str, member: str) -> None:
         self._redis.zrem(drainers_key(connection), member)
 
