@@ -10,6 +10,7 @@ offset  used by
 5       the shared fixtures (tests/conftest.py: runtimes, Celery processes, most tests)
 6       the callback tests (tests/callbacks/)
 7       the status-table end-to-end test (tests/contract/test_status_table_e2e.py)
+9       the scaling tests (tests/scaling/: the standby beat)
 8       the retention tests (tests/retention/)
 11      the rate-limiter tests (tests/worker/test_rate_limit.py)
 12      the benchmark (bench/throughput.py), never the tests
@@ -33,6 +34,7 @@ VARIABLE = "SMSQ_TEST_REDIS_URL"
 SHARED = 5
 CALLBACKS = 6
 CONTRACT = 7
+SCALING = 9
 RETENTION = 8
 RATE_LIMIT = 11
 BENCH = 12

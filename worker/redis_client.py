@@ -119,8 +119,8 @@ def parse_sentinel_url(url: str) -> SentinelURL:
 class _FailoverAwareConnection(SentinelManagedConnection):
     """A connection to the current master that, on connecting, notes a new master (see module doc)."""
 
-    def on_connect(self) -> None:
-        super().on_connect()
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        super().on_connect_check_health(check_health=check_health)  # type: ignore[misc]
         if self.connection_pool.is_master:
             self.send_command("EVAL", _NEW_MASTER_LUA, 1, MASTER_KEY, LIMITER_MARKERS)
             self.read_response()
