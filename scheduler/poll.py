@@ -143,7 +143,10 @@ def _poll_retarus(
         past_deadline = deadline is not None and now >= deadline
         closed = sub.provider_job_id not in open_ids
         last = utc(sub.last_refresh_at) or utc(sub.started_at) or now
-        refresh = not closed and now - last >= refresh_after
+        # An open job carrying several recipients (usually coalesced jobs) is read on its normal poll
+        # schedule, so recipients already final are recorded (and their jobs finish) without waiting for
+        # the slowest one; a single-recipient job waits for the long-open refresh.
+        refresh = not closed and (sub.recipient_count > 1 or now - last >= refresh_after)
         if closed or past_deadline or refresh:
             rows = client.recipient_reports(sub.provider_job_id)
             if refresh and not (closed or past_deadline):

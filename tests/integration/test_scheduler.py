@@ -226,3 +226,32 @@ def test_long_open_jobs_are_refreshed_at_a_low_rate_so_running_shows(
     recipient = job_status(handle.id, rt)["recipients"][0]
     assert (recipient["outcome"], recipient["process_status"]) == ("sent", "RUNNING")
     assert len([c for c in box.state.calls() if "/sms" in c.path]) == 1
+
+
+def test_a_job_coalesced_with_a_slow_recipient_finishes_on_the_normal_poll_schedule(
+    sandbox_factory, sqlite_url, runtime_factory, redis_client
+):
+    clock = ManualClock()
+    box = sandbox_factory(clock=clock)
+    settings = smsq_settings(
+        box, sqlite_url, long_open_refresh_s=600.0, poll_interval_s=10.0, poll_max_interval_s=10.0
+    )
+    rt = runtime_factory(settings, clock=clock)
+    rt.wake = lambda *args, **kwargs: False  # type: ignore[method-assign]
+    # Given two jobs coalesced into one provider job, one of them with a recipient that never finishes
+    quick = enqueue(one("+4917620000111", text="Same", statusRequested=True), runtime=rt)
+    slow = enqueue(one("+4917620000004", text="Same", statusRequested=True), runtime=rt)
+    assert submit_next("default", rt).calls == 1
+    with transaction(rt.sessions) as session:
+        assert len(list(session.exec(select(Submission)))) == 1
+    # When the quick recipient is final at the provider (5 s) and two poll intervals pass
+    calls_before = len(box.state.calls())
+    for _ in range(2):
+        clock.advance(10)
+        poll_connection(rt, "default")
+    # Then the quick job is finished although the provider job is still open; the slow one is not
+    assert job_status(quick.id, rt)["state"] == "finished"
+    assert job_status(slow.id, rt)["state"] == "submitted"
+    # at the cost of one listing and one recipient read per poll of the open job
+    made = [c.path for c in box.state.calls()[calls_before:]]
+    assert made.count("/rest/v1/jobs") == 2 and made.count("/rest/v1/sms") == 2

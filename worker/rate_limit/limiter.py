@@ -14,7 +14,7 @@ Two kinds of call share a budget, each with a floor the other cannot take: "send
 most `limit_calls - ceil(limit_calls * poll_share)` slots, so status polling keeps working while a
 backlog of sends saturates the limiter; "poll" calls (polls, listings, lookups) may fill at most
 `limit_calls - ceil(limit_calls * send_floor)`, so polls cannot starve sends, and while sends have a
-backlog (`mark_send_demand`, set by every claim for one window) polls keep to their reserve
+backlog (`mark_send_demand`, set for one window by a full claim or a throttled drain) polls keep to their reserve
 `ceil(limit_calls * poll_share)`: spare slots go to polls only when sends do not need them. A provider 429
 `pause()`s the whole connection for its Retry-After.
 

@@ -121,13 +121,16 @@ def submit_next(connection: str, rt: Runtime, *, invite: bool = False) -> RoundR
     provider = ProviderKey(rt.connection(connection).provider)
     if provider is ProviderKey.SENDMODE and credit_pause(rt, connection) is not None:
         return RoundResult("paused", wait_s=CREDIT_RECHECK_S)
-    wait_s = rt.limiter(connection).peek("send")
+    limiter = rt.limiter(connection)
+    wait_s = limiter.peek("send")
     if wait_s > MAX_WAIT_S:
+        limiter.mark_send_demand()  # sends filled their share and wait: polls keep to their reserve
         return RoundResult("throttled", wait_s=wait_s)
     claim = claim_batch(rt, connection, provider, preparer(rt, connection, provider))
     if claim is None:
         return RoundResult("idle")
-    rt.limiter(connection).mark_send_demand()
+    if claim.full:  # more backlog than one call carries: sends have demand
+        limiter.mark_send_demand()
     invited = invite and claim.full and rt.wake(connection)
     result = submit_claim(rt, connection, claim.token, claim.prepared)
     result.invited = invited
