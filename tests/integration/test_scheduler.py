@@ -237,7 +237,7 @@ def test_a_job_coalesced_with_a_slow_recipient_finishes_on_the_normal_poll_sched
         box, sqlite_url, long_open_refresh_s=600.0, poll_interval_s=10.0, poll_max_interval_s=10.0
     )
     rt = runtime_factory(settings, clock=clock)
-    rt.wake = lambda *args, **kwargs: False  # type: ignore[method-assign]
+    rt.wake = lambda *args, **kwargs: False
     # Given two jobs coalesced into one provider job, one of them with a recipient that never finishes
     quick = enqueue(one("+4917620000111", text="Same", statusRequested=True), runtime=rt)
     slow = enqueue(one("+4917620000004", text="Same", statusRequested=True), runtime=rt)
