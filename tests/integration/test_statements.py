@@ -1,0 +1,64 @@
+"""What one provider call costs the database: a test pins the statements and transactions of a round.
+
+A round of the send path is the claim's transaction (claim, read the claimed rows, commit the call's
+in-flight evidence), the call, and one transaction that records the answer and settles the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+
+from models.clock import ManualClock
+from tests.conftest import smsq_settings
+from tests.integration.test_send_path import number, one
+from worker.producer import enqueue, enqueue_many
+from worker.status import job_status
+from worker.submit.dispatch import submit_next
+
+
+class Counter:
+    def __init__(self, engine: Any) -> None:
+        self.statements: list[str] = []
+        self.commits = 0
+        event.listen(engine, "before_cursor_execute", self._statement)
+        event.listen(engine, "commit", self._commit)
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement.split(None, 1)[0].upper())
+
+    def _commit(self, conn: Any) -> None:
+        self.commits += 1
+
+    def reset(self) -> None:
+        self.statements, self.commits = [], 0
+
+
+def test_one_provider_call_costs_two_transactions_and_a_handful_of_statements(
+    sandbox, sqlite_url, runtime_factory, redis_client
+):
+    rt = runtime_factory(smsq_settings(sandbox, sqlite_url), clock=ManualClock())
+    rt.wake = lambda *args, **kwargs: False  # type: ignore[method-assign]
+    _ = rt.sessions  # the schema check of the first use is not part of a round
+    rt.limiter("default").peek()  # nor the limiter's first look at its state in this (flushed) Redis
+    counter = Counter(rt.engine)
+    # A coalesced batch of 50 single-recipient jobs: one call
+    handles = enqueue_many([one(number(i), text="Same") for i in range(50)], runtime=rt)
+    counter.reset()
+    result = submit_next("default", rt)
+    assert result.calls == 1
+    assert counter.commits == 2
+    # claim: head, followers, UPDATE; read jobs, recipients, suppressions; INSERT submission, UPDATE
+    # recipients | record: UPDATE submission, UPDATE recipients, UPDATE jobs (the whole claim)
+    assert counter.statements == [
+        "SELECT", "SELECT", "UPDATE", "SELECT", "SELECT", "SELECT", "INSERT", "UPDATE",
+        "UPDATE", "UPDATE", "UPDATE",
+    ]  # fmt: skip
+    assert {job_status(h.id, rt)["state"] for h in handles} == {"submitted"}
+    # A job alone (no backlog) costs the same
+    alone = enqueue(one(number(99)), runtime=rt)
+    counter.reset()
+    assert submit_next("default", rt).calls == 1
+    assert counter.commits == 2 and len(counter.statements) == 11
+    assert job_status(alone.id, rt)["state"] == "submitted"
