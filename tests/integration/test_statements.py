@@ -39,7 +39,7 @@ def test_one_provider_call_costs_two_transactions_and_a_handful_of_statements(
     sandbox, sqlite_url, runtime_factory, redis_client
 ):
     rt = runtime_factory(smsq_settings(sandbox, sqlite_url), clock=ManualClock())
-    rt.wake = lambda *args, **kwargs: False  # type: ignore[method-assign]
+    rt.wake = lambda *args, **kwargs: False
     _ = rt.sessions  # the schema check of the first use is not part of a round
     rt.limiter("default").peek()  # nor the limiter's first look at its state in this (flushed) Redis
     counter = Counter(rt.engine)
