@@ -238,10 +238,3 @@ class VersionInfo(_Response):
     minor_version: int | None = None
     version_info: str | None = None
     message: str | None = None
-
-
-class ErrorBody(_Response):
-    """An error body. ASSUMPTION (PROVIDERS.md 1.7): `{"code": <int>, "message": "<text>"}`."""
-
-    code: int | None = None
-    message: str | None = None

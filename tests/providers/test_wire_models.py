@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from models.enums import Qos
 from models.retarus import (
-    ErrorBody,
     JobListEntry,
     JobReport,
     JobRequest,
@@ -128,7 +127,6 @@ def test_a_listing_element_yields_its_job_id(element):
 
 def test_version_and_error_bodies_are_all_optional():
     assert VersionInfo.model_validate({}).build_number is None
-    assert ErrorBody.model_validate({"message": "Not Found"}).message == "Not Found"
 
 
 def test_http_simple_send_gives_query_params_with_lowercase_qos():

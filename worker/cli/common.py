@@ -103,8 +103,3 @@ def connection_or_exit(rt: Runtime, name: str) -> None:
             f"connection: unknown connection {name!r}; configured: {', '.join(sorted(connections))}",
             EXIT_BAD_INPUT,
         )
-
-
-def mask_number(number: str) -> str:
-    """A phone number with all but the last four digits hidden, for logs and shared screens."""
-    return "*" * max(len(number) - 4, 0) + number[-4:]

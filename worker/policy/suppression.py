@@ -58,25 +58,6 @@ def suppress(dst: str, reason: str | None = None, runtime: Runtime | None = None
     return entry
 
 
-def unsuppress(dst: str, runtime: Runtime | None = None) -> bool:
-    """Take `dst` off the list; False when it was not on it."""
-    rt = runtime or get_runtime()
-    number = normalise(dst, rt)
-    with transaction(rt.sessions) as session:
-        row = session.get(Suppression, number)
-        if row is None:
-            return False
-        session.delete(row)
-    return True
-
-
-def is_suppressed(dst: str, runtime: Runtime | None = None) -> bool:
-    rt = runtime or get_runtime()
-    number = normalise(dst, rt)
-    with transaction(rt.sessions) as session:
-        return session.get(Suppression, number) is not None
-
-
 def list_suppressions(runtime: Runtime | None = None, *, limit: int = 1000) -> list[SuppressedNumber]:
     """The list, newest first."""
     rt = runtime or get_runtime()
