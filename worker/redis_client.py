@@ -16,7 +16,9 @@ limiter would then trust a window that lacks calls the provider did count. Each 
 Sentinel client therefore compares the master's `run_id` with the one recorded in `smsq:redis:master`
 (one Lua script, atomic); on the first connection to a new master it records it and deletes every limiter's
 state marker, so the limiter rebuilds the window from the database before it grants anything, exactly as
-after a Redis restart (`RedisRateLimiter.recover`). A plain `redis://` client is built exactly as before.
+after a Redis restart (`RedisRateLimiter.recover`). Commands that meet the failover are retried until the
+new master answers (`FAILOVER_RETRY`); a retried limiter grant may count once more than it granted, which
+errs on the safe side. A plain `redis://` client is built exactly as before.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
 #: Where the run_id of the master the limiter's state belongs to is recorded.
@@ -52,6 +56,11 @@ return deleted
 """
 
 SENTINEL_SCHEMES = ("sentinel", "sentinels")
+
+#: A Sentinel client retries a command that met a dead or demoted master (connection refused, reset,
+#: READONLY) with backoff 0.1 s doubling to 2 s, 10 times: about 15 s, longer than a failover takes with
+#: `down-after-milliseconds` up to about 10 s. Each retry asks the Sentinels for the master again.
+FAILOVER_RETRY = (ExponentialBackoff(cap=2.0, base=0.1), 10)
 
 
 @dataclass(frozen=True)
@@ -136,9 +145,11 @@ def redis_from_url(url: str, **kwargs: Any) -> redis.Redis[Any]:
         key: kwargs[key] for key in ("socket_timeout", "socket_connect_timeout") if key in kwargs
     }
     sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs)
+    backoff, retries = FAILOVER_RETRY
     client: redis.Redis[Any] = sentinel.master_for(
         parsed.service,
         connection_class=_FailoverAwareConnection,
+        retry=Retry(backoff, retries),
         db=parsed.db,
         password=parsed.password,
         username=parsed.username,
