@@ -106,7 +106,9 @@ def test_a_failover_mid_run_loses_nothing_duplicates_nothing_and_keeps_the_budge
             wait_until(all_final, 120, interval_s=1, what="every job finished")
         except BaseException:
             with rt.engine.connect() as conn:
-                print(conn.exec_driver_sql("SELECT state, reason FROM smsq_job WHERE state <> 'finished'").all())
+                print(
+                    conn.exec_driver_sql("SELECT state, reason FROM smsq_job WHERE state <> 'finished'").all()
+                )
             print(fleet.logs()[-8000:])
             raise
         # 0 lost, 0 duplicates: each recipient reached the provider exactly once
