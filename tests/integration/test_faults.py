@@ -183,3 +183,25 @@ def test_a_refused_shared_call_is_split_so_one_bad_job_spoils_only_itself(
     assert job_status(bad.id, rt)["state"] == "rejected"
     assert "destination refused" in job_status(bad.id, rt)["reason"]
     assert {job_status(h.id, rt)["state"] for h in good} == {"submitted"}
+
+
+def test_a_limiter_redis_failure_mid_call_keeps_the_job_queued_not_failed(
+    sandbox, sqlite_url, runtime_factory, redis_client
+):
+    import redis as redis_lib
+
+    from worker.rate_limit.limiter import RedisRateLimiter
+
+    class RedisGoneAtTheWire(RedisRateLimiter):
+        def try_acquire(self, kind="send"):
+            raise redis_lib.ConnectionError("Connection refused")
+
+    rt = runtime_factory(smsq_settings(sandbox, sqlite_url))
+    rt.wake = lambda *a, **k: False
+    rt._limiters["default"] = RedisGoneAtTheWire(rt.redis, "default", 100, 60.0)  # the seam a runtime owns
+    handle = enqueue(one(number(77)), runtime=rt)
+    result = submit_next("default", rt)
+    assert result.kind == "throttled" and result.calls == 0
+    status = job_status(handle.id, rt)
+    assert status["state"] == "queued" and status["recipients"][0]["outcome"] == "pending"
+    assert sandbox_refs(sandbox) == {}

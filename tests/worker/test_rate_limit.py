@@ -344,3 +344,13 @@ def test_without_a_record_a_lost_window_holds_calls_off_until_redis_has_been_up_
     wait_s = limiter.try_acquire("send")
     assert 595 < wait_s <= 601.5  # held off until Redis has been up a whole window
     assert limiter.usage() == 0
+
+
+def test_a_budget_too_large_to_rebuild_quickly_is_held_off_instead(r: Redis) -> None:
+    # Putting 500,000 entries back would block Redis for seconds: the limiter holds off instead.
+    uptime_s = float(r.info("server")["uptime_in_seconds"])
+    limiter = RedisRateLimiter(r, "huge", 1_000_000, uptime_s + 60.0, recent_calls=lambda: [0.5] * 10)
+    r.delete(limiter.marker_key)
+    started = time.monotonic()
+    assert limiter.try_acquire("send") > 55
+    assert time.monotonic() - started < 1.0 and limiter.usage() == 0

@@ -47,6 +47,10 @@ CallKind = Literal["send", "poll"]
 #: Key prefix of every limiter key.
 KEY_PREFIX = "smsq:limiter"
 
+#: Most entries a rebuilt window may hold: the Lua script that puts them back must stay short (Redis runs
+#: one script at a time). A connection with a larger budget is held off for a window instead.
+MAX_SEED = 5000
+
 #: Extra lifetime of the log key beyond its window, so a slow script never sees it vanish mid-window.
 _KEY_SLACK_MS = 1000
 
@@ -315,9 +319,15 @@ class RedisRateLimiter:
         window from `recent_calls` (the sends the database recorded) plus the polls' whole share, so the
         limiter grants no more than the provider can still accept. Without that record it holds every call off until a whole window has
         passed since Redis started (`INFO uptime_in_seconds`). Returns the number of calls put back."""
+        recorded: list[float] | None = None
         if self.recent_calls is not None:
+            try:
+                recorded = self.recent_calls()
+            except Exception:  # the record is unreadable (database down): hold off instead, the safe way
+                recorded = None
+        if recorded is not None and len(recorded) + self._slots["poll"] <= MAX_SEED:
             window_s = self._window_us / 1_000_000
-            ages = [age for age in self.recent_calls() if 0 <= age < window_s]
+            ages = [age for age in recorded if 0 <= age < window_s]
             # Polls are not recorded anywhere that outlives Redis: when the window saw sends (an active
             # connection), count polls as if they had used their whole share just now (the safe side; it
             # costs at most one window). A window without sends (idle, or a fresh install) adds none.
@@ -325,6 +335,8 @@ class RedisRateLimiter:
                 ages += [0.0] * min(self._slots["poll"], max(self.limit_calls - len(ages), 0))
             args = [self._ttl_ms, secrets.token_hex(4), *(round(age * 1_000_000) for age in ages)]
             return int(self._seed_script(keys=[self.log_key, self.marker_key, self.send_log_key], args=args))
+        # No usable record (none, unreadable, or too large to put back in one short script): hold every call
+        # off until a whole window has passed since Redis started.
         uptime_s = float(self._redis.info("server").get("uptime_in_seconds", 0))
         hold_s = self._window_us / 1_000_000 - uptime_s
         if self._redis.set(self.marker_key, 1, nx=True) and hold_s > 0:

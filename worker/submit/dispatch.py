@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import redis
+
 from models.db import transaction, utc
 from models.enums import JobState, ProviderKey
 from models.tables import Job, Submission
@@ -253,6 +255,12 @@ def _record_failure(
     if isinstance(exc, ProviderError):  # a provider error of no known kind: treat its fate as unknown
         _unknown(rt, sub_id, str(exc), result)
         return "stop", exc
+    if isinstance(exc, redis.RedisError) and not written:
+        # The limiter's Redis is away (restart, failover): the request was never written. Try later, as a
+        # wait, not as a provider retry and never as a refusal.
+        close_failed(rt, sub_id, f"not sent: the limiter's Redis did not answer ({type(exc).__name__})")
+        result.kind, result.wait_s = "throttled", 1.0
+        return "stop", None
     # Not a provider answer: a bug, or an encoding error while building the request. If the request never
     # reached the transport, the call did not leave: the job is isolated and, when alone, fails with a
     # reason, while its neighbours go on. If it did, its fate is unknown.
