@@ -37,6 +37,7 @@ KNOWN_COMMANDS: dict[str, list[str] | None] = {
     "metrics": ["smsq", "metrics", "--port", "9464"],
     "prometheus": None,  # the image's own; its config and rules: tests/ops/test_deploy.py
     "grafana": None,  # the image's own; the provisioned dashboard: tests/ops/test_deploy.py
+    "rabbitmq": None,  # the image's own (the optional `rabbitmq` profile); RabbitMQ runs the tests' broker pass
 }
 
 #: Long-running services of ours and the health check each runs (the tests below run every one).
