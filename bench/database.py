@@ -43,7 +43,7 @@ from sqlmodel import col, select
 
 import bench.throughput as throughput
 from bench.dispatch import Limit, SandboxProcess, accepted_sends, count_429, dispatch_settings, duplicates
-from bench.report import write_section
+from bench.report import notes_and_run, write_section
 from bench.throughput import machine_info, request, runtime_for, settings_env
 from bench.workers import ROOT, WorkerFleet, _wait_for
 from models.db import transaction
@@ -657,23 +657,12 @@ def render(report: DatabaseReport) -> str:
                 "includes beat's sweeps and polls and the workers' own checks, not only the send path."
             )
         add("")
-    if report.notes:
-        add("### Notes")
-        add("")
-        for note in report.notes:
-            add(f"- {note}")
-        add("")
-    add("### Run")
-    add("")
-    add(f"- Command: `{report.command}` ({report.mode} mode, {report.total_s:.0f} s in all)")
-    add("- Time per part: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.part_s.items()))
-    add(f"- Date (UTC): {report.date_utc}")
-    for key, value in report.machine.items():
-        add(f"- {key}: {value}")
-    add(
-        f"- This is a {os.cpu_count()}-core host shared with other engineers' test suites, which ran during "
+    notes_and_run(
+        add,
+        report,
+        f"This is a {os.cpu_count()}-core host shared with other engineers' test suites, which ran during "
         "the run: rates are noisy (the two sides of each ratio were measured minutes apart at most, "
-        "alternating where repeated); the counts (stored, queued, duplicates, statements) are not."
+        "alternating where repeated); the counts (stored, queued, duplicates, statements) are not.",
     )
     add("")
     return "\n".join(out)

@@ -49,7 +49,7 @@ import redis
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from bench.report import write_section
+from bench.report import notes_and_run, write_section
 from bench.throughput import flush_redis, machine_info, request, runtime_for, settings_env
 from bench.workers import ROOT, WorkerFleet
 from models.db import transaction
@@ -1021,22 +1021,11 @@ def render(report: DispatchReport) -> str:
             f"{_mib(lat.idle_rss_kib)} / {_mib(lat.idle_hwm_kib)} |"
         )
         add("")
-    if report.notes:
-        add("### Notes")
-        add("")
-        for note in report.notes:
-            add(f"- {note}")
-        add("")
-    add("### Run")
-    add("")
-    add(f"- Command: `{report.command}` ({report.mode} mode, {report.total_s:.0f} s in all)")
-    add("- Time per part: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.part_s.items()))
-    add(f"- Date (UTC): {report.date_utc}")
-    for key, value in report.machine.items():
-        add(f"- {key}: {value}")
-    add(
-        "- Other test suites were running on the same host during the run, so absolute times are noisy; "
-        "the counts read at the provider (calls per window, duplicates, 429s) do not depend on it."
+    notes_and_run(
+        add,
+        report,
+        "Other test suites were running on the same host during the run, so absolute times are noisy; "
+        "the counts read at the provider (calls per window, duplicates, 429s) do not depend on it.",
     )
     add("")
     return "\n".join(out)

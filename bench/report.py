@@ -7,8 +7,10 @@ document and the console summary cannot disagree.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: The top of docs/benchmarks.md; each script under bench/ owns one marked section below it.
 DOCUMENT_HEADER = (
@@ -354,3 +356,21 @@ def write_section(path: Path, name: str, body: str) -> None:
         text = text.rstrip("\n") + "\n\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def notes_and_run(add: Callable[[str], None], report: Any, caveat: str) -> None:
+    """The closing "Notes" and "Run" parts of a bench section (command, time per part, machine, caveat)."""
+    if report.notes:
+        add("### Notes")
+        add("")
+        for note in report.notes:
+            add(f"- {note}")
+        add("")
+    add("### Run")
+    add("")
+    add(f"- Command: `{report.command}` ({report.mode} mode, {report.total_s:.0f} s in all)")
+    add("- Time per part: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.part_s.items()))
+    add(f"- Date (UTC): {report.date_utc}")
+    for key, value in report.machine.items():
+        add(f"- {key}: {value}")
+    add(f"- {caveat}")
