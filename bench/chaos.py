@@ -50,6 +50,7 @@ import psycopg
 import redis
 from sqlalchemy import create_engine, text
 
+from bench.dispatch import max_in_window
 from bench.workers import ROOT
 from models.migrate import upgrade
 from sandbox.config import DEFAULT_API_KEY, DEFAULT_PASSWORD, DEFAULT_USERNAME
@@ -566,17 +567,6 @@ class Run:
         self.fleet.stop()
         self.sandbox.stop()
         self.redis.kill()
-
-
-def max_in_window(times: Sequence[float], period_s: float) -> int:
-    """The most arrivals in any window (t - period, t]: the provider's own sliding window."""
-    ordered = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(ordered):
-        while ordered[start] <= t - period_s:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 @contextlib.contextmanager

@@ -322,7 +322,9 @@ class StatementCount:
     sample: list[str] = field(default_factory=list)
 
 
-class _Counter:
+class StatementCounter:
+    """Statements (their first word) and commits on an engine, from SQLAlchemy events."""
+
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.statements: list[str] = []
@@ -336,6 +338,9 @@ class _Counter:
     def _commit(self, conn: Any) -> None:
         self.commits += 1
 
+    def reset(self) -> None:
+        self.statements, self.commits = [], 0
+
     def close(self) -> None:
         event.remove(self.engine, "before_cursor_execute", self._statement)
         event.remove(self.engine, "commit", self._commit)
@@ -347,7 +352,7 @@ def count_statements(rt: Runtime, first: int, calls: int) -> StatementCount:
     cast(Any, rt).wake = lambda *args, **kwargs: False  # broker messages are not the database's cost
     rt.limiter("default").peek()
     counted = StatementCount()
-    counter = _Counter(rt.engine)
+    counter = StatementCounter(rt.engine)
     try:
         for _ in range(calls):
             counter.statements, counter.commits = [], 0

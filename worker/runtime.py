@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis
+from sqlmodel import col, select
 
 from models.clock import Clock, SyncedTime, make_clock
-from models.db import SessionFactory, database_time, make_engine, make_session_factory
+from models.db import SessionFactory, database_time, make_engine, make_session_factory, transaction, utc
+from models.tables import Submission
+from worker.errors import ConfigurationError
 from worker.queues import Queue
 from worker.redis_client import redis_from_url
 from worker.settings import ConnectionSettings, Settings, get_settings
@@ -75,8 +78,7 @@ class Runtime:
     @cached_property
     def sessions(self) -> SessionFactory:
         """Sessions on a database that is migrated to this smsq's schema (ConfigurationError otherwise)."""
-        from models.migrate import schema_problem
-        from worker.errors import ConfigurationError
+        from models.migrate import schema_problem  # Alembic: only processes that open the database pay
 
         problem = schema_problem(self.settings.database_url)
         if problem is not None:
@@ -102,8 +104,6 @@ class Runtime:
         return self._celery
 
     def connection(self, name: str) -> ConnectionSettings:
-        from worker.errors import ConfigurationError
-
         try:
             return self.connections[name]
         except KeyError:
@@ -138,11 +138,6 @@ class Runtime:
     def _recent_sends(self, name: str, period_s: float) -> list[float]:
         """Ages (real seconds) of this connection's provider calls the database recorded in the last window:
         what the limiter puts back after Redis lost its state. Message time may run sped up; ages do not."""
-        from sqlmodel import col, select
-
-        from models.db import transaction, utc
-        from models.tables import Submission
-
         speed = self.settings.clock_speed
         window_s = period_s + self.settings.rate_limit_margin_s
         now = self.clock.now()

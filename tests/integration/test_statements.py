@@ -6,33 +6,13 @@ in-flight evidence), the call, and one transaction that records the answer and s
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import event
-
+from bench.database import StatementCounter
 from models.clock import ManualClock
 from tests.conftest import smsq_settings
 from tests.integration.test_send_path import number, one
 from worker.producer import enqueue, enqueue_many
 from worker.status import job_status
 from worker.submit.dispatch import submit_next
-
-
-class Counter:
-    def __init__(self, engine: Any) -> None:
-        self.statements: list[str] = []
-        self.commits = 0
-        event.listen(engine, "before_cursor_execute", self._statement)
-        event.listen(engine, "commit", self._commit)
-
-    def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.statements.append(statement.split(None, 1)[0].upper())
-
-    def _commit(self, conn: Any) -> None:
-        self.commits += 1
-
-    def reset(self) -> None:
-        self.statements, self.commits = [], 0
 
 
 def test_one_provider_call_costs_two_transactions_and_a_handful_of_statements(
@@ -42,7 +22,7 @@ def test_one_provider_call_costs_two_transactions_and_a_handful_of_statements(
     rt.wake = lambda *args, **kwargs: False
     _ = rt.sessions  # the schema check of the first use is not part of a round
     rt.limiter("default").peek()  # nor the limiter's first look at its state in this (flushed) Redis
-    counter = Counter(rt.engine)
+    counter = StatementCounter(rt.engine)
     # A coalesced batch of 50 single-recipient jobs: one call
     handles = enqueue_many([one(number(i), text="Same") for i in range(50)], runtime=rt)
     counter.reset()

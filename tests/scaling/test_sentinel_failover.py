@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from bench.chaos import Fleet, max_in_window
+from bench.chaos import Fleet
+from bench.dispatch import max_in_window
 from tests.conftest import SANDBOX_PASS, SANDBOX_USER, settings_env, smsq_settings, wait_until
 from tests.scaling.sentinel import SentinelCluster
 from worker.celery_app import create_celery_app

@@ -46,13 +46,6 @@ class Claim(Generic[T]):
     prepared: T
 
 
-def has_due_work(session: Session, connection: str, now: datetime) -> bool:
-    query = select(Job.id).where(
-        Job.connection == connection, col(Job.state) == fixed(JobState.QUEUED), Job.due_at <= now
-    )
-    return session.exec(query.limit(1)).first() is not None
-
-
 def claim_batch(
     rt: Runtime, connection: str, provider: ProviderKey, prepare: Callable[[Session, str, datetime], T]
 ) -> Claim[T] | None:

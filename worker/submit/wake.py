@@ -110,6 +110,3 @@ class Waker:
 
     def leave(self, connection: str, member: str) -> None:
         self._redis.zrem(drainers_key(connection), member)
-
-    def active(self, connection: str) -> int:
-        return int(self._redis.zcard(drainers_key(connection)))
