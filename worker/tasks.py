@@ -55,7 +55,8 @@ def wake_requeued(rt: Runtime, requeued: Iterable[Requeued]) -> None:
         rt.wake(connection, express=express, delay_s=min(delay_s, MAX_COUNTDOWN_S))
 
 
-@shared_task(name="smsq.drain", bind=True, ignore_result=True)
+# max_retries=None here, on the task: `self.retry(max_retries=None)` alone means Celery's default (3).
+@shared_task(name="smsq.drain", bind=True, ignore_result=True, max_retries=None)
 def drain_task(self: Any, connection: str) -> str:
     """Submit the due backlog of `connection` while slots come; wake again when it must stop."""
     try:
@@ -108,7 +109,7 @@ def send(job_id: str) -> str:
     return "woken"
 
 
-@shared_task(name="smsq.resolve", bind=True, ignore_result=True)
+@shared_task(name="smsq.resolve", bind=True, ignore_result=True, max_retries=None)
 def resolve(self: Any, submission_id: str) -> str:
     """Look up a provider call whose fate is unknown; try again while it stays pending."""
     try:
