@@ -54,12 +54,8 @@ from scheduler.sweeps import (
     waiting_connections_query,
 )
 from worker.callbacks.outbox import BATCH, changed_recipients_query, closable_jobs_query
-from worker.metrics.server import (
-    oldest_due_query,
-    oldest_submitting_query,
-    open_jobs_query,
-    open_recipients_query,
-)
+from worker.metrics.open_counts import JOBS, RECIPIENTS, counted_query
+from worker.metrics.server import oldest_due_query, oldest_submitting_query
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,8 +219,8 @@ def queries(now: datetime) -> list[tuple[str, str, Any]]:
         ("callbacks: changed recipients", "sweep", changed_recipients_query()),
         ("callbacks: closable jobs", "sweep", closable_jobs_query()),
         ("callbacks: due events", "sweep", due_events_query(now)),
-        ("gauge: open jobs by state", "gauge", open_jobs_query()),
-        ("gauge: open recipients by outcome", "gauge", open_recipients_query()),
+        ("gauge: open jobs by state (counted on write)", "gauge", counted_query(JOBS)),
+        ("gauge: open recipients by outcome (counted on write)", "gauge", counted_query(RECIPIENTS)),
         ("gauge: backlog age (default)", "gauge", oldest_due_query("default", now)),
         ("gauge: oldest submitting (default)", "gauge", oldest_submitting_query("default")),
         ("listing: `smsq jobs` latest 50", "listing", latest_jobs_query()),

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, String, Text, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, String, Text, text
 from sqlmodel import Field, SQLModel
 
 from models.enums import JobState, Outcome
@@ -87,11 +87,18 @@ class Job(SQLModel, table=True):
             "expires_at",
             where="state IN ('scheduled', 'queued') AND expires_at IS NOT NULL",
         ),
-        _partial("ix_smsq_job_queued_due", "connection", "due_at", where="state = 'queued'", include=("qos_rank",)),
+        _partial(
+            "ix_smsq_job_queued_due", "connection", "due_at", where="state = 'queued'", include=("qos_rank",)
+        ),
         _partial("ix_smsq_job_submitting_claimed", "claimed_at", where="state = 'submitting'"),
         _partial("ix_smsq_job_submitting_updated", "connection", "updated_at", where="state = 'submitting'"),
         _partial("ix_smsq_job_open", "id", where=_OPEN_STATES_SQL, include=("state", "connection")),
         _partial("ix_smsq_job_callback_pending", "id", where="callback_open"),
+        _partial(  # migration 0005: the callback sweep's terminal jobs still to close
+            "ix_smsq_job_callback_closable",
+            "id",
+            where="callback_open AND state IN ('canceled', 'expired', 'failed', 'finished', 'rejected')",
+        ),
         _partial("ix_smsq_job_created", "created_at", where=None),
     )
 
@@ -121,7 +128,7 @@ class Job(SQLModel, table=True):
     #: which events), resolved at enqueue from the job's own or its connection's default; None: none.
     callback: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     #: True while the callback sweep still has to look at this job (cleared once its final event is noted).
-    callback_open: bool = Field(default=False, index=True)
+    callback_open: bool = False  # indexed partially only (ix_smsq_job_callback_pending, _closable: 0005)
 
 
 class Recipient(SQLModel, table=True):
@@ -130,10 +137,13 @@ class Recipient(SQLModel, table=True):
         Index("ix_smsq_recipient_job", "job_id", "final"),
         _partial("ix_smsq_recipient_open", "job_id", where="NOT final", include=("outcome",)),
         # exactly `worker.callbacks.outbox._changed()`: the recipients the callback sweep still has to note
+        # (migration 0005: recipients of jobs without a callback keep notified_outcome NULL, so never here)
         _partial(
-            "ix_smsq_recipient_unnoted",
+            "ix_smsq_recipient_to_note",
             "job_id",
-            where="outcome <> coalesce(notified_outcome, 'pending') OR (final IS true AND notified_final IS false)",
+            "id",
+            where="notified_outcome IS NOT NULL AND (outcome <> notified_outcome"
+            " OR (final IS true AND notified_final IS false))",
         ),
     )
 
@@ -157,6 +167,7 @@ class Recipient(SQLModel, table=True):
     final: bool = False
     updated_at: datetime | None = _dt()
     #: The outcome (and finality) last written to the callback outbox; the sweep notes any difference.
+    #: Stored 'pending' for a job with a callback, NULL (never noted) for one without.
     notified_outcome: str | None = Field(default=None, max_length=16)
     notified_final: bool = False
 
@@ -166,7 +177,9 @@ class Submission(SQLModel, table=True):
     __table_args__ = (
         Index("ix_smsq_submission_poll", "connection", "state", "next_poll_at"),
         Index("ix_smsq_submission_state_started", "state", "started_at"),
-        _partial("ix_smsq_submission_in_flight", "started_at", where="state = 'in_flight'"),
+        _partial(
+            "ix_smsq_submission_in_flight_ids", "started_at", where="state = 'in_flight'", include=("id",)
+        ),
         _partial("ix_smsq_submission_accepted_due", "connection", "next_poll_at", where="state = 'accepted'"),
         _partial(
             "ix_smsq_submission_accepted_started", "connection", "started_at", where="state = 'accepted'"
@@ -194,6 +207,20 @@ class Submission(SQLModel, table=True):
     body: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     resend_of: str | None = Field(default=None, max_length=36)  # the absent submission this one resends
     conflict: str | None = Field(default=None, sa_column=Column(Text))  # a late answer after resolution
+
+
+class GaugeDelta(SQLModel, table=True):
+    """Changes of the open-work gauges, appended by triggers on PostgreSQL (migration 0005): one row per
+    (gauge, state or outcome, connection) and statement; the gauge is the sum, compacted periodically
+    (`worker.metrics.open_counts`). Unused on SQLite, where the gauges count directly."""
+
+    __tablename__ = "smsq_gauge_delta"
+
+    id: int | None = Field(default=None, primary_key=True)
+    gauge: str = Field(max_length=16)  # "jobs" (label: job state) or "recipients" (label: outcome)
+    label: str = Field(max_length=16)
+    connection: str = Field(max_length=64)
+    n: int = Field(sa_type=BigInteger)
 
 
 class Suppression(SQLModel, table=True):

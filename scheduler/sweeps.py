@@ -23,6 +23,7 @@ from sqlmodel import col, select
 from models.db import fixed, fixed_in, transaction
 from models.enums import JobState, Outcome
 from models.tables import Job, Recipient, Submission, SubmissionState
+from worker.metrics.open_counts import compact
 from worker.runtime import Runtime
 from worker.submit.resolve import resolve_submission
 from worker.submit.settle import Requeued, settle_jobs
@@ -89,7 +90,7 @@ def stuck_query(cutoff: datetime) -> Any:
 
 
 def in_flight_query(cutoff: datetime) -> Any:
-    """Provider calls in flight since before `cutoff` (`ix_smsq_submission_in_flight`)."""
+    """Provider calls in flight since before `cutoff` (`ix_smsq_submission_in_flight_ids`, index-only)."""
     return (
         select(Submission.id)
         .where(Submission.state == fixed(SubmissionState.IN_FLIGHT), Submission.started_at <= cutoff)
@@ -135,6 +136,8 @@ def reconcile(rt: Runtime) -> SweepReport:
     with transaction(rt.sessions) as session:
         stuck = list(session.exec(stuck_query(cutoff)))
         in_flight = list(session.exec(in_flight_query(cutoff)))
+    with transaction(rt.sessions) as session:
+        compact(session)  # the gauge counts' deltas of the last interval, folded (when nothing scrapes)
     requeue: list[Requeued] = []
     for sub_id in in_flight:
         resolution, tasks = resolve_submission(sub_id, rt)

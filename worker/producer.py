@@ -137,7 +137,7 @@ def enqueue_many(
                 if key:
                     known[key] = JobHandle(job.id, JobState(job.state), created=False)
                 job_rows.append(vars(job))
-                recipient_rows.extend(vars(row) for row in recipients)
+                recipient_rows.extend(_recipient_row(row, job.callback_open) for row in recipients)
                 handles.append(JobHandle(job.id, JobState(job.state)))
                 if job.state == JobState.QUEUED:
                     wake_express.add(job.qos_rank == 0)
@@ -153,6 +153,14 @@ def enqueue_many(
     for express in sorted(wake_express, reverse=True):  # express first
         rt.wake(connection, express=express)
     return handles
+
+
+def _recipient_row(row: Recipient, watched: bool) -> dict[str, Any]:
+    """The row to insert. A recipient of a job with a callback starts noted as 'pending', so the callback
+    sweep notes each change from there (`outbox._changed`); without a callback it stays NULL: never read."""
+    if watched:
+        row.notified_outcome = Outcome.PENDING
+    return vars(row)
 
 
 def _checked_keys(idempotency_keys: Sequence[str | None] | None, count: int) -> list[str | None]:

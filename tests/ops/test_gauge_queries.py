@@ -83,7 +83,7 @@ def test_gauge_queries_use_indexes_and_stay_fast_on_a_large_history(
             plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN {sql}").fetchall())
             assert "Seq Scan on smsq_recipient" not in plan, plan
             assert "Seq Scan on smsq_job" not in plan, plan
-            assert "Index" in plan, plan
+            assert "Index" in plan or "smsq_gauge_delta" in plan, plan  # 0005: the counts kept on write
 
     collector = DatabaseCollector(rt)
     started = time.perf_counter()

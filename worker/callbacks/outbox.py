@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, exists, func, not_, or_, update
+from sqlalchemy import CursorResult, and_, exists, not_, or_, update
 from sqlmodel import Session, col, select
 
-from models.db import fixed, fixed_in, transaction, utc
+from models.db import fixed_in, transaction, utc
 from models.enums import TERMINAL_JOB_STATES, Outcome
 from models.tables import CallbackEvent, CallbackState, Job, Recipient
 from worker.callbacks.spec import CallbackSpec
@@ -45,11 +45,16 @@ def _iso(value: datetime | None) -> str | None:
 
 def _changed() -> Any:
     """SQL: the recipient's outcome or finality differs from what was last noted. Written exactly as the
-    predicate of the partial index `ix_smsq_recipient_unnoted` (constants in the SQL text), so PostgreSQL
-    reads only the recipients still to note, in any plan."""
-    return or_(
-        col(Recipient.outcome) != func.coalesce(col(Recipient.notified_outcome), fixed(Outcome.PENDING)),
-        and_(col(Recipient.final).is_(True), col(Recipient.notified_final).is_(False)),
+    predicate of the partial index `ix_smsq_recipient_to_note`, so PostgreSQL reads only the recipients
+    still to note, in any plan. A recipient of a job with a callback is stored with `notified_outcome`
+    'pending' (`worker.producer`); one of a job without keeps NULL and is never in that index."""
+    noted = col(Recipient.notified_outcome)
+    return and_(
+        noted.is_not(None),
+        or_(
+            col(Recipient.outcome) != noted,
+            and_(col(Recipient.final).is_(True), col(Recipient.notified_final).is_(False)),
+        ),
     )
 
 
@@ -119,8 +124,8 @@ def _add_event(session: Session, rt: Runtime, job: Job, payload: dict[str, Any],
 
 
 def changed_recipients_query() -> Any:
-    """Recipients of jobs with an open callback whose outcome changed (`ix_smsq_job_callback_pending`: the
-    plain boolean column, as in the index's predicate, then `ix_smsq_recipient_job` per job)."""
+    """Recipients of jobs with an open callback whose outcome changed: `ix_smsq_recipient_to_note` in its
+    order (job, recipient), which holds only the recipients still to note, each joined to its job."""
     return (
         select(Recipient, Job)
         .join(Job, col(Job.id) == col(Recipient.job_id))
@@ -131,7 +136,8 @@ def changed_recipients_query() -> Any:
 
 
 def closable_jobs_query() -> Any:
-    """Terminal jobs with an open callback and nothing left to note (states as SQL literals)."""
+    """Terminal jobs with an open callback and nothing left to note (states as SQL literals, exactly as in
+    the predicate of `ix_smsq_job_callback_closable`, which holds only those jobs)."""
     pending = exists().where(col(Recipient.job_id) == col(Job.id), _changed())
     return (
         select(Job)

@@ -3,8 +3,9 @@
 Two sources:
 
 - the counters and histograms of `worker.metrics.counters`, kept in each process that makes calls;
-- `DatabaseCollector`, gauges of open work computed at scrape time: jobs in an open state (scheduled,
-  queued, submitting, submitted) and their recipients not yet final, by connection; the age of each
+- `DatabaseCollector`, gauges of open work read at scrape time: jobs in an open state (scheduled,
+  queued, submitting, submitted) and their recipients not yet final, by connection (on PostgreSQL
+  counted on write by triggers, `worker.metrics.open_counts`; on SQLite counted here); the age of each
   connection's oldest due queued job (the backlog age) and oldest `submitting` job; broker queue
   lengths; credit pauses; beat's last publication of each sweep; and each connection's configured limit. The job queries are bounded by an
   partial index holding open rows only (migration 0004: `ix_smsq_job_open`, `ix_smsq_recipient_open`,
@@ -38,6 +39,7 @@ from models.db import fixed, fixed_in, transaction, utc
 from models.enums import JobState
 from models.tables import Job, Recipient
 from worker.metrics.heartbeat import last_sweeps
+from worker.metrics.open_counts import JOBS, RECIPIENTS, compact, counted, counted_query
 from worker.queues import Queue
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -56,8 +58,12 @@ OPEN_STATES: tuple[JobState, ...] = (
 )
 
 
-def open_jobs_query() -> Any:
-    """Jobs by open state and connection (index-only on `ix_smsq_job_open`)."""
+def open_jobs_query(session: Session | None = None) -> Any:
+    """Jobs by open state and connection: on PostgreSQL the counts kept on write (`open_counts`, compacted
+    first when a session is given), else counted (index-only on `ix_smsq_job_open`)."""
+    if session is not None and counted(session):
+        compact(session)
+        return counted_query(JOBS)
     return (
         select(Job.state, Job.connection, func.count())
         .where(fixed_in(col(Job.state), OPEN_STATES))
@@ -65,9 +71,11 @@ def open_jobs_query() -> Any:
     )
 
 
-def open_recipients_query() -> Any:
-    """Recipients not yet final of open jobs, by current outcome and connection (`ix_smsq_recipient_open`
-    joined to `ix_smsq_job_open`, both partial, both index-only)."""
+def open_recipients_query(session: Session | None = None) -> Any:
+    """Recipients not yet final of open jobs, by current outcome and connection: on PostgreSQL the counts
+    kept on write, else counted (`ix_smsq_recipient_open` joined to `ix_smsq_job_open`, index-only)."""
+    if session is not None and counted(session):
+        return counted_query(RECIPIENTS)
     return (
         select(Recipient.outcome, Job.connection, func.count())
         .join(Job, col(Job.id) == col(Recipient.job_id))
@@ -93,7 +101,7 @@ def oldest_submitting_query(connection: str) -> Any:
 
 def gauge_queries(connections: list[str], now: datetime) -> list[Any]:
     """Every query one scrape runs (EXPLAINed by the tests to prove each uses an index)."""
-    queries = [open_jobs_query(), open_recipients_query()]
+    queries = [open_jobs_query(), open_recipients_query(), counted_query(JOBS), counted_query(RECIPIENTS)]
     for name in connections:
         queries += [oldest_due_query(name, now), oldest_submitting_query(name)]
     return queries
@@ -177,11 +185,11 @@ class DatabaseCollector(Collector):
         now = self._rt.clock.now()
         with transaction(self._rt.sessions) as session:
             counts = {(state, conn): 0 for state in OPEN_STATES for conn in self._connections()}
-            for state, connection, count in session.exec(open_jobs_query()):
+            for state, connection, count in session.exec(open_jobs_query(session)):
                 counts[(state, connection)] = count
             for (state, connection), count in sorted(counts.items()):
                 jobs.add_metric([str(state), connection], count)
-            for outcome, connection, count in session.exec(open_recipients_query()):
+            for outcome, connection, count in session.exec(open_recipients_query(session)):
                 recipients.add_metric([outcome, connection], count)
             for name in self._connections():
                 backlog.add_metric([name], _age_s(session, oldest_due_query(name, now), now))
