@@ -93,7 +93,6 @@ class Job(SQLModel, table=True):
         _partial("ix_smsq_job_submitting_claimed", "claimed_at", where="state = 'submitting'"),
         _partial("ix_smsq_job_submitting_updated", "connection", "updated_at", where="state = 'submitting'"),
         _partial("ix_smsq_job_open", "id", where=_OPEN_STATES_SQL, include=("state", "connection")),
-        _partial("ix_smsq_job_callback_pending", "id", where="callback_open"),
         _partial(  # migration 0005: the callback sweep's terminal jobs still to close
             "ix_smsq_job_callback_closable",
             "id",
@@ -128,7 +127,7 @@ class Job(SQLModel, table=True):
     #: which events), resolved at enqueue from the job's own or its connection's default; None: none.
     callback: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     #: True while the callback sweep still has to look at this job (cleared once its final event is noted).
-    callback_open: bool = False  # indexed partially only (ix_smsq_job_callback_pending, _closable: 0005)
+    callback_open: bool = False  # indexed only where closable (ix_smsq_job_callback_closable, 0005)
 
 
 class Recipient(SQLModel, table=True):

@@ -54,6 +54,8 @@ INDEXES: list[tuple[str, str, list[str], str, list[str]]] = [
 REPLACED: list[tuple[str, str, list[str], str | None]] = [
     # the whole-table boolean index (0003): a generic plan preferred it to the closable one, then filtered
     ("ix_smsq_job_callback_open", "smsq_job", ["callback_open"], None),
+    # jobs with an open callback (0004): the sweep no longer starts from them (a plan that did read all)
+    ("ix_smsq_job_callback_pending", "smsq_job", ["id"], "callback_open"),
     ("ix_smsq_recipient_unnoted", "smsq_recipient", ["job_id"],
      "outcome <> coalesce(notified_outcome, 'pending') OR (final IS true AND notified_final IS false)"),
     ("ix_smsq_submission_in_flight", "smsq_submission", ["started_at"], "state = 'in_flight'"),
