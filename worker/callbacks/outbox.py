@@ -13,12 +13,12 @@ callback is closed: from then on the sweep no longer reads it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, exists, literal_column, not_, or_, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import CursorResult, and_, exists, not_, or_, update
 from sqlmodel import Session, col, select
 
 from models.db import fixed_in, transaction, utc
@@ -125,19 +125,17 @@ def _add_event(session: Session, rt: Runtime, job: Job, payload: dict[str, Any],
 
 
 def changed_recipients_query() -> Any:
-    """Recipients whose outcome changed: `ix_smsq_recipient_to_note` in its order (job, recipient), which
-    holds only the recipients still to note, each joined to its job by key. No `callback_open` filter:
-    PostgreSQL cannot know that nearly every such job has it and would read all those jobs instead; a
-    change after the job's callback closed is noted without an event (`_note_recipients`). The batch is
-    chosen first, then joined, so the join is BATCH key lookups whatever PostgreSQL estimates."""
-    batch = (
-        select(Recipient)
-        .where(_changed())
-        .order_by(col(Recipient.job_id), col(Recipient.id))
-        .limit(literal_column(str(BATCH)))  # in the SQL text: a generic plan knows it is small
-    ).subquery("to_note")
-    row = aliased(Recipient, batch)
-    return select(row, Job).join(Job, col(Job.id) == row.job_id).order_by(row.job_id, row.id)
+    """Recipients whose outcome changed, a batch: `ix_smsq_recipient_to_note` in its order (job,
+    recipient), which holds only the recipients still to note. Their jobs are read next, by key
+    (`_jobs_of`). No join and no `callback_open` filter here: PostgreSQL cannot know that nearly every
+    such job has it open and, joining, may read all jobs instead; a change after the job's callback
+    closed is noted without an event (`_note_recipients`)."""
+    return select(Recipient).where(_changed()).order_by(col(Recipient.job_id), col(Recipient.id)).limit(BATCH)
+
+
+def _jobs_of(session: Session, rows: Sequence[Recipient]) -> dict[str, Job]:
+    ids = sorted({row.job_id for row in rows})
+    return {job.id: job for job in session.exec(select(Job).where(col(Job.id).in_(ids)))} if ids else {}
 
 
 def closable_jobs_query() -> Any:
@@ -153,7 +151,9 @@ def closable_jobs_query() -> Any:
 
 def _note_recipients(session: Session, rt: Runtime, now: datetime, report: NoteReport) -> int:
     rows = session.exec(changed_recipients_query()).all()
-    for row, job in rows:
+    jobs = _jobs_of(session, rows)
+    for row in rows:
+        job = jobs[row.job_id]
         noted = col(Recipient.notified_outcome)
         claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Recipient)
