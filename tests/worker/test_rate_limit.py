@@ -333,7 +333,22 @@ def test_a_lost_window_is_rebuilt_from_the_recorded_calls_before_anything_is_gra
     # Then it grants only what the provider can still accept: the 7 recorded sends and the polls' whole
     # share (5: polls are recorded nowhere) are counted, so nothing is granted in this window
     assert grants == [False, False, False]
-    assert limiter.usage() == 10
+    assert limiter.usage() == 12
+
+
+def test_polls_of_a_lost_window_stay_counted_when_older_sends_leave_it(r: Redis) -> None:
+    # Given a full window (10 recorded sends: 9 about to leave it, 1 just made) when Redis lost it
+    recorded = [0.95] * 9 + [0.0]
+    limiter = RedisRateLimiter(
+        r, "aging", 10, 1.0, margin_s=0.0, poll_share=0.2, recent_calls=lambda: recorded
+    )
+    r.delete(limiter.marker_key)
+    assert limiter.try_acquire("send") > 0  # rebuilt: full
+    time.sleep(0.2)  # the 9 older sends have left the window
+    granted = sum(limiter.try_acquire("send") == 0.0 for _ in range(10))
+    # Polls made just before the restart (up to their share, 5) may still be in the provider's window with
+    # the last send: at most 10 - 1 - 5 may go now (bench.chaos's burst overshot by the polls it forgot)
+    assert granted <= 4
 
 
 def test_without_a_record_a_lost_window_holds_calls_off_until_redis_has_been_up_a_window(r: Redis) -> None:

@@ -330,9 +330,10 @@ class RedisRateLimiter:
             ages = [age for age in recorded if 0 <= age < window_s]
             # Polls are not recorded anywhere that outlives Redis: when the window saw sends (an active
             # connection), count polls as if they had used their whole share just now (the safe side; it
-            # costs at most one window). A window without sends (idle, or a fresh install) adds none.
+            # costs at most one window). A window without sends (idle, or a fresh install) adds none. Not
+            # capped by the sends: older sends leave the window long before polls made just now would.
             if ages:
-                ages += [0.0] * min(self._slots["poll"], max(self.limit_calls - len(ages), 0))
+                ages += [0.0] * self._slots["poll"]
             args = [self._ttl_ms, secrets.token_hex(4), *(round(age * 1_000_000) for age in ages)]
             return int(self._seed_script(keys=[self.log_key, self.marker_key, self.send_log_key], args=args))
         # No usable record (none, unreadable, or too large to put back in one short script): hold every call
