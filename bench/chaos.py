@@ -5,7 +5,8 @@ Every experiment runs real processes of its own and breaks one thing on purpose:
 - a private `redis-server` on a free port (no persistence), so it can be restarted *empty* without
   touching the shared Redis;
 - a private PostgreSQL cluster (`initdb` into a temporary directory, `pg_ctl` on a free port), so it can
-  be restarted fast or immediate without touching anyone's server; or a SQLite file;
+  be restarted fast or immediate without touching anyone's server; or a SQLite file (for the disk-full
+  experiment, run as root only, on a size-limited tmpfs mounted for it and filled up mid-run);
 - the sandbox as its own process (`python -m sandbox --limit --period`), faults set through its control
   API (`POST /_sandbox/faults`: fail_next, slow, drop, malformed, hold with late=True);
 - real `celery -A worker.app worker` and `beat` processes, watched by a supervisor that restarts any
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -157,6 +159,21 @@ class PrivateRedis:
         finally:
             client.close()
 
+    def reserved(self) -> tuple[int, dict[str, int]]:
+        """Messages fetched by workers and not yet acknowledged: kombu's `unacked` hash, counted by task."""
+        client: redis.Redis[Any] = redis.Redis.from_url(self.url)
+        try:
+            by_task: collections.Counter[str] = collections.Counter()
+            for raw in client.hvals("unacked"):
+                try:
+                    task = str(json.loads(raw)[0]["headers"]["task"])
+                except (ValueError, LookupError, TypeError):
+                    task = "?"
+                by_task[task] += 1
+            return sum(by_task.values()), dict(by_task.most_common())
+        finally:
+            client.close()
+
 
 class PrivatePostgres:
     """A PostgreSQL cluster of our own: `initdb` into a temporary directory, `pg_ctl` on a free port."""
@@ -270,6 +287,10 @@ class Sandbox:
     def jobs(self) -> list[dict[str, Any]]:
         return list(self._get("/_sandbox/jobs"))
 
+    def in_flight(self) -> int:
+        """Provider calls that arrived and have no answer yet (held, or being processed)."""
+        return sum(1 for c in self.calls() if c["status_code"] is None)
+
     def stop(self) -> None:
         stop_process_groups([self.proc], 10)
 
@@ -310,9 +331,12 @@ class Fleet:
                 start_new_session=True,
             )
 
-    def worker(self, concurrency: int = 2) -> Supervised:
+    def worker(self, concurrency: int = 2, prefetch: int | None = None) -> Supervised:
+        """A prefork worker; `prefetch`: `--prefetch-multiplier` (smsq's default is 1)."""
         index = len(self.members)
         args = ["worker", "-P", "prefork", "-c", str(concurrency), "-n", f"chaos{index}@%h"]
+        if prefetch is not None:
+            args += ["--prefetch-multiplier", str(prefetch)]
         args += [f"--loglevel={self.loglevel}", "--without-gossip", "--without-mingle", "--without-heartbeat"]
         member = Supervised("worker", args, self.workdir / f"worker-{index}.log")
         self._start(member, b"ready.")
@@ -391,6 +415,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    skipped: str | None = None  # why the experiment could not run here (then nothing else is measured)
 
     @property
     def overshoot(self) -> int:
@@ -398,7 +423,19 @@ class Result:
 
     @property
     def ok(self) -> bool:
+        if self.skipped is not None:
+            return True
         return self.error is None and self.duplicates == 0 and self.lost == 0 and self.overshoot == 0
+
+    @property
+    def verdict(self) -> str:
+        if self.skipped is not None:
+            return "skipped"
+        return "pass" if self.ok else ("ERROR: " + self.error if self.error else "FAIL")
+
+
+def skipped(name: str, database: str, why: str) -> Result:
+    return Result(name, 0, database, 0, 0, 0, 0, 0.0, 0, 0, 0, {}, {}, {}, skipped=why)
 
 
 def number(i: int) -> str:
@@ -433,6 +470,7 @@ class Run:
         sandbox_limit: int | None = None,
         loglevel: str = "INFO",
         pg: PrivatePostgres | None = None,
+        sqlite_dir: Path | None = None,
         **overrides: Any,
     ) -> None:
         self.workdir = workdir
@@ -445,7 +483,7 @@ class Run:
             assert pg is not None
             self.database_url = pg.create_database(f"chaos_{workdir.name}".replace("-", "_"))
         else:
-            self.database_url = f"sqlite:///{workdir / 'smsq.db'}"
+            self.database_url = f"sqlite:///{(sqlite_dir or workdir) / 'smsq.db'}"
             upgrade(self.database_url)
         self.database = database
         values: dict[str, Any] = {
@@ -483,6 +521,19 @@ class Run:
             rt.close()
         self.enqueued += count
         return [h.id for h in handles]
+
+    def publish_sends(self, job_ids: Sequence[str]) -> None:
+        """One `smsq.send(job_id)` per job, as producers of earlier versions published (the task is kept:
+        it wakes the job's connection; the drain does the rest)."""
+        from worker.celery_app import create_celery_app
+        from worker.runtime import Runtime
+
+        rt = Runtime(self.settings, celery=create_celery_app(self.settings))
+        try:
+            for job_id in job_ids:
+                rt.publish_named("smsq.send", (job_id,))
+        finally:
+            rt.close()
 
     def _engine_query(self, sql: str) -> list[Any]:
         engine = create_engine(self.database_url.replace("sqlite:///", "sqlite:///", 1))
@@ -624,32 +675,84 @@ def redis_restart_reserved(
     trials: int,
     *,
     jobs: int = 150,
-    groups: int = 40,
+    groups: int = 5,
+    prefetch: int = 100,
+    want_reserved: int = 100,
     database: str = "postgresql",
 ) -> Result:
-    """Redis restarted empty while the workers hold messages and a backlog waits, `trials` times."""
+    """Redis restarted empty while the workers hold >= `want_reserved` fetched, unacknowledged messages.
+
+    smsq's broker carries one drain wake-up per connection, and its workers prefetch one message per
+    process, so on its own the broker never holds many. Here the two workers run with
+    `--prefetch-multiplier {prefetch}` (an operator's flag) and every trial:
+
+    1. holds every call to /jobs at the sandbox, enqueues `jobs` jobs (batches of at most 10 recipients,
+       so a full batch invites helper drains) and waits until every pool process is inside a held call;
+    2. publishes one `smsq.send(job_id)` per job, as producers of earlier versions did (smsq keeps that
+       task: it wakes the job's connection). No pool process is free, so they stay reserved: fetched by
+       the workers and not acknowledged, in kombu's `unacked` hash;
+    3. when the hash holds >= `want_reserved` (measured, by task name), restarts Redis empty, releases the
+       held calls and waits until every job is final.
+    """
     started = time.monotonic()
-    with run(base / "redis-reserved", database=database, pg=pg, budget=30, period_s=5.0) as r:
-        r.fleet.worker(concurrency=2)
-        r.fleet.worker(concurrency=2)
+    workers, concurrency = 2, 2
+    name = f"Redis restarted empty with >= {want_reserved} reserved messages"
+    with run(
+        base / "redis-reserved",
+        database=database,
+        pg=pg,
+        budget=30,
+        period_s=5.0,
+        provider_timeout_s=30.0,  # a held call waits for the restart (seconds), not for a timeout
+        batch_max_recipients=10,
+    ) as r:
+        for _ in range(workers):
+            r.fleet.worker(concurrency=concurrency, prefetch=prefetch)
         r.fleet.beat()
-        held: list[int] = []
-        for _ in range(trials):
-            r.sandbox.fault("slow", path_prefix=JOBS_PATH, seconds=1.5, n=4)  # calls in progress
-            calls = len(r.sandbox.calls())
-            r.enqueue(jobs, groups=groups)
-            r.wait_calls(calls + 2)
-            counts = r.redis.broker_messages()
-            held.append(sum(counts.values()))
-            r.notes.append(f"broker before the restart: {counts}")
-            r.redis.restart_empty()
-            time.sleep(3.0)
         r.notes.append(
-            f"messages in the broker at each restart: {held} (queued wake-ups plus unacked/reserved; "
-            "the broker carries one drain wake-up per connection, the backlog itself is in the database)"
+            f"setup: {workers} workers (prefork, -c {concurrency}) with `--prefetch-multiplier {prefetch}` "
+            "(smsq's default is 1); every call to /jobs held at the sandbox until the restart, so every pool "
+            "process is inside a provider call; then one `smsq.send(job_id)` per job published, as earlier "
+            "producers did (the task is kept: it wakes the job's connection); batches of at most 10 recipients"
         )
-        r.wait_final()
-        return r.measure("Redis restarted empty with a backlog and reserved messages", trials, started)
+        reserved: list[int] = []
+        short: list[int] = []
+        for trial in range(trials):
+            r.sandbox.fault("hold", path_prefix=JOBS_PATH)
+            ids = r.enqueue(jobs, groups=groups)
+            _wait(
+                lambda: r.sandbox.in_flight() >= workers * concurrency,
+                60,
+                "every pool process in a held provider call",
+            )
+            busy = r.sandbox.in_flight()
+            r.publish_sends(ids)
+            with contextlib.suppress(TimeoutError):
+                _wait(lambda: r.redis.reserved()[0] >= want_reserved, 20, f"{want_reserved} reserved")
+            count, by_task = r.redis.reserved()
+            reserved.append(count)
+            if count < want_reserved:
+                short.append(trial + 1)
+            r.notes.append(
+                f"trial {trial + 1}: {busy} provider calls held (every pool process busy); reserved "
+                f"(`unacked` hash) right before the restart: {count} {by_task}; all broker keys: "
+                f"{r.redis.broker_messages()}"
+            )
+            r.redis.restart_empty()
+            r.sandbox.release()
+            r.wait_final()
+        logs = r.fleet.logs()
+        unrecoverable = logs.count("Unrecoverable error")
+        hostname = logs.count("'NoneType' object has no attribute 'hostname'")
+        r.notes.append(
+            f"reserved messages at each restart: {reserved} (required >= {want_reserved}); worker log lines "
+            f"with 'Unrecoverable error': {unrecoverable}, with the kombu AttributeError ('NoneType' object "
+            f"has no attribute 'hostname'): {hostname}"
+        )
+        result = r.measure(name, trials, started)
+        if short:
+            result.error = f"fewer than {want_reserved} messages reserved at the restart of trial(s) {short}"
+        return result
 
 
 def redis_restart_after_burst(base: Path, pg: PrivatePostgres | None, trials: int) -> Result:
@@ -763,6 +866,103 @@ def sqlite_locked(base: Path, lock_s: float) -> Result:
         return r.measure(f"SQLite locked by another process for {lock_s:.0f} s", 1, started)
 
 
+def fill(path: Path) -> int:
+    """Write `path` until the filesystem refuses (ENOSPC): 1 MiB, then 4 KiB writes; returns bytes written."""
+    written = 0
+    with path.open("wb", buffering=0) as handle:
+        for chunk in (b"\0" * (1 << 20), b"\0" * 4096):
+            while True:
+                try:
+                    written += handle.write(chunk) or 0
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+    return written
+
+
+def disk_full(base: Path, full_s: float, size_mb: int = 64) -> Result:
+    """SQLite on a size-limited tmpfs that a filler file fills mid-run for `full_s`, then frees.
+
+    Needs root (mount). Before filling, the WAL is checkpointed and truncated, so every commit during the
+    full period needs new space and fails with "database or disk is full" (SQLITE_FULL) instead of
+    reusing WAL pages already allocated. A provider call held while the disk fills is answered once it is
+    full; an enqueue is tried while it is full.
+    """
+    name = f"disk full for {full_s:.0f} s (SQLite on a {size_mb} MiB tmpfs)"
+    if os.geteuid() != 0:
+        return skipped(name, "sqlite", "not root: mounting a size-limited tmpfs needs privileges")
+    started = time.monotonic()
+    workdir = base / "disk-full"
+    mnt = workdir / "mnt"
+    mnt.mkdir(parents=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "smsq-chaos-tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mount.returncode != 0:
+        return skipped(name, "sqlite", f"mount -t tmpfs failed: {mount.stderr.strip()[:200]}")
+    try:
+        with run(workdir, database="sqlite", sqlite_dir=mnt, budget=30, period_s=5.0) as r:
+            r.fleet.worker(concurrency=2)
+            r.fleet.beat()
+            r.enqueue(60, groups=20)
+            r.wait_calls(3)
+            # One call is held at the provider while the disk fills, then answered: its answer must be
+            # recorded with no space left (the call itself was recorded before it was made).
+            held_before = r.held_calls()
+            r.sandbox.fault("hold", path_prefix=JOBS_PATH, late=True, n=1)
+            _wait(functools.partial(r.more_held_than, held_before), 60, "a held call")
+            held = [c for c in r.sandbox.calls() if c["held"]][-1]
+            path = r.database_url.removeprefix("sqlite:///")
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            conn.close()
+            filler = mnt / "filler"
+            filled = fill(filler)
+            r.sandbox.release()
+            r.notes.append(
+                f"a {held['method']} {held['path']} call was held while the disk filled, then answered"
+            )
+            full_at, calls_before = time.monotonic(), len(r.sandbox.calls())
+            stats = os.statvfs(mnt)
+            r.notes.append(
+                f"filler file {filled / (1 << 20):.1f} MiB; free after filling: {stats.f_bavail * stats.f_frsize} "
+                f"bytes; WAL truncated before filling: {'no (busy)' if busy else 'yes'}; state then: {r.states()}"
+            )
+            try:  # an application enqueuing now: refused with an error (nothing stored), or stored
+                r.enqueue(10, groups=5)
+                r.notes.append("10 jobs enqueued during the full period were stored")
+            except Exception as exc:
+                r.notes.append(f"enqueue of 10 jobs during the full period raised {type(exc).__name__}")
+            time.sleep(max(0.0, full_s - (time.monotonic() - full_at)))
+            during = collections.Counter(
+                f"{c['method']} {'send' if c['method'] == 'POST' else 'status'}"
+                for c in r.sandbox.calls()[calls_before:]
+            )
+            states = r.states()
+            filler.unlink()
+            logs = r.fleet.logs()
+            r.notes.append(
+                f"full for {time.monotonic() - full_at:.0f} s; provider calls meanwhile: {dict(during)}; state "
+                f"at the end of it: {states}; worker/beat log lines with 'database or disk is full': "
+                f"{logs.count('database or disk is full')}"
+            )
+            r.wait_final(240)
+            result = r.measure(name, 1, started)
+            logs = r.fleet.logs()
+            result.notes.append(
+                f"drains paused on the error: {logs.count('paused (OperationalError)')} times; tasks given up "
+                f"(MaxRetriesExceededError): {logs.count('MaxRetriesExceededError(')}"
+            )
+            return result
+    finally:
+        if subprocess.run(["umount", str(mnt)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
 # --- report ------------------------------------------------------------------------------------------
 
 
@@ -786,21 +986,24 @@ def render(results: Sequence[Result], command: str, seconds: float) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        verdict = "pass" if r.ok else ("ERROR: " + r.error if r.error else "FAIL")
+        verdict = r.verdict
+        if r.skipped is not None:
+            lines.append(f"| {r.name} | {r.database} | 0 | - | - | - | - | - | - | skipped |")
+            continue
         lines.append(
             f"| {r.name} | {r.database} | {r.trials} | {r.jobs} | {r.calls} | {r.duplicates} | {r.lost} "
             f"| {r.max_window} / {r.budget} per {r.period_s:g} s | {r.overshoot} | {verdict} |"
         )
     lines += ["", "## Details", ""]
     lines += [
-        "Not covered: a full disk (it needs a size-limited filesystem, a mount this suite cannot make "
-        'unprivileged); a locked SQLite file stands for the database refusing writes. "Reserved messages" '
-        "is what the broker held at the restart (queued drain wake-ups plus the `unacked` hash), measured "
-        "and listed below: the broker carries one drain wake-up per connection, not one message per job, so "
-        "a backlog of hundreds of jobs is a handful of broker messages.",
+        '"Reserved messages" are messages the workers fetched and have not acknowledged (kombu\'s `unacked` '
+        "hash on Redis), counted right before each restart and listed below with the task names.",
         "",
     ]
     for r in results:
+        if r.skipped is not None:
+            lines += [f"**{r.name}**: skipped, {r.skipped}.", ""]
+            continue
         lines.append(
             f"**{r.name}** ({r.seconds:.0f} s): job states {r.states}; provider answers {r.statuses}; "
             f"process restarts {r.restarts or 'none'}."
@@ -822,6 +1025,7 @@ EXPERIMENTS = (
     "malformed",
     "resets",
     "sqlite",
+    "disk",
 )
 
 
@@ -845,6 +1049,7 @@ def run_all(quick: bool, only: Sequence[str], log: Callable[[str], None]) -> lis
                 "malformed": lambda: provider_faults(base, pg, "malformed", 30 if quick else 60),
                 "resets": lambda: provider_faults(base, pg, "resets", 30 if quick else 60),
                 "sqlite": lambda: sqlite_locked(base, 5.0 if quick else 10.0),
+                "disk": lambda: disk_full(base, 5.0 if quick else 10.0),
             }
             for name in selected:
                 log(f"chaos: {name} ...")
