@@ -15,26 +15,25 @@ Every call goes through the connection's limiter as a "poll" call.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from models.db import fixed, transaction, utc
-from models.enums import JobState, Outcome, ProviderKey
+from models.enums import Outcome, ProviderKey
 from models.intervals import Interval, parse_interval
 from models.retarus import RecipientReport
-from models.status import classify
-from models.tables import Job, Recipient, Submission, SubmissionState
+from models.tables import Submission, SubmissionState
 from models.windows import may_poll, poll_time
+from scheduler.outcomes import apply_reports, finish_jobs, read_statuses, write_statuses
 from worker.errors import ProviderError, RateLimitExceeded
-from worker.metrics.counters import SUBMITTED_TO_FINAL, count_outcomes, observe_since
+from worker.metrics.counters import count_outcomes
 from worker.providers import RetarusClient, RetarusHttpClient
 from worker.rate_limit.transport import call_kind
 from worker.runtime import Runtime
-from worker.submit.settle import terminal_state
 
 log = logging.getLogger("smsq.poll")
 
@@ -148,12 +147,12 @@ def _poll_retarus(
         # the slowest one; a single-recipient job waits for the long-open refresh.
         refresh = not closed and (sub.recipient_count > 1 or now - last >= refresh_after)
         if closed or past_deadline or refresh:
-            rows = client.recipient_reports(sub.provider_job_id)
+            # Converted as read: the parsed answer (thousands of models) is freed before the rows are written.
+            reports = [_from_rest(item) for item in client.recipient_reports(sub.provider_job_id)]
             if refresh and not (closed or past_deadline):
                 report.refreshes += 1
             else:
                 report.reports += 1
-            reports = [_from_rest(item) for item in rows]
             _record(rt, sub, reports, now, provider_closed=closed, close_unknown=past_deadline, report=report)
         else:
             _reschedule(rt, sub, now)
@@ -208,9 +207,9 @@ def _record(
         row_sub = session.get(Submission, sub.id)
         if row_sub is None or row_sub.state != SubmissionState.ACCEPTED:
             return
-        rows = list(session.exec(select(Recipient).where(Recipient.submission_id == sub.id)))
+        rows = read_statuses(session, sub.id)
         was_open = {row.id for row in rows if not row.final}  # metric: outcomes reached now
-        apply_reports(rows, reports, now)
+        changed = {row.id: row for row in apply_reports(rows, reports, now)}
         if close_unknown:
             for row in rows:
                 if not row.final:
@@ -220,11 +219,10 @@ def _record(
                     )
                     row.finished_ts = row.finished_ts or now
                     report.closed_unknown += 1
-        for row in rows:
-            session.add(row)
+                    changed[row.id] = row
+        write_statuses(session, changed.values())
         count_outcomes(sub.connection, [r.outcome for r in rows if r.final and r.id in was_open])
-        all_final = all(row.final for row in rows)
-        if all_final:
+        if all(row.final for row in rows):
             row_sub.state = SubmissionState.FINISHED
             finished = [ts for ts in (utc(r.finished_ts) for r in rows) if ts is not None]
             row_sub.finished_at = max(finished, default=now)
@@ -235,51 +233,6 @@ def _record(
         row_sub.last_refresh_at = now
         session.add(row_sub)
         finish_jobs(session, {row.job_id for row in rows}, now)
-
-
-def apply_reports(rows: Sequence[Recipient], reports: Iterable[Report], now: datetime) -> int:
-    """Update recipients from reports; only non-final rows move, so duplicates and late reports are ignored.
-
-    Reports are matched by customerRef (our recipient id), else by number when it is unambiguous, else
-    (HTTP Simple: one recipient per submission) to the only row. Returns how many rows changed.
-    """
-    by_id = {row.id: row for row in rows}
-    by_dst: dict[str, list[Recipient]] = {}
-    for each in rows:
-        by_dst.setdefault(each.dst, []).append(each)
-    changed = 0
-    for item in reports:
-        row = by_id.get(item.customer_ref or "")
-        if row is None and item.dst and len(by_dst.get(item.dst, [])) == 1:
-            row = by_dst[item.dst][0]
-        if row is None and len(rows) == 1 and item.customer_ref is None and item.dst is None:
-            row = rows[0]
-        if row is None or row.final:
-            continue
-        outcome, final = classify(item.process_status, item.status)
-        row.process_status, row.status = item.process_status, item.status or None
-        row.reason = item.reason or row.reason
-        row.sms_id = item.sms_id or row.sms_id
-        row.sent_ts = item.sent_ts or row.sent_ts
-        row.finished_ts = item.finished_ts or (now if final else None)
-        row.outcome, row.final, row.updated_at = outcome, final, now
-        changed += 1
-    return changed
-
-
-def finish_jobs(session: Session, job_ids: Iterable[str], now: datetime) -> None:
-    """Jobs whose recipients are all final become terminal; their finished time is the last recipient's."""
-    for job in session.exec(select(Job).where(col(Job.id).in_(list(job_ids)))):
-        if JobState(job.state).is_terminal or job.state == JobState.SUBMITTING:
-            continue
-        rows = list(session.exec(select(Recipient).where(Recipient.job_id == job.id)))
-        if rows and all(row.final for row in rows):
-            job.state = terminal_state(job, rows)
-            stamps = [ts for ts in (utc(row.finished_ts) for row in rows) if ts is not None]
-            job.finished_at = max(stamps, default=now)
-            job.updated_at = now
-            session.add(job)
-            observe_since(SUBMITTED_TO_FINAL, job.connection, job.submitted_at, job.finished_at)
 
 
 def _windows(sub: Submission) -> tuple[datetime | None, list[Interval]]:

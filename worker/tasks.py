@@ -22,6 +22,7 @@ from models.tables import Job, Submission
 from worker.metrics.counters import DRAIN_RUNS
 from worker.producer import enqueue
 from worker.queues import Queue
+from worker.rate_limit.transport import WAKE_LEAD_S
 from worker.runtime import Runtime, get_runtime
 from worker.submit.dispatch import drain
 from worker.submit.resolve import resolve_submission, settle_time
@@ -90,7 +91,9 @@ def _drain(self: Any, connection: str) -> str:
     DRAIN_RUNS.labels(connection, result.kind).inc()
     wake_requeued(rt, result.requeued)
     if result.kind != "idle":
-        rt.wake(connection, delay_s=min(result.wait_s, MAX_COUNTDOWN_S))
+        # Throttled: come back early enough to claim before the slot frees (the claim, not the slot, waits).
+        delay_s = result.wait_s - WAKE_LEAD_S if result.kind == "throttled" else result.wait_s
+        rt.wake(connection, delay_s=min(max(delay_s, 0.0), MAX_COUNTDOWN_S))
     for sub_id in result.resolve:
         rt.publish_named("smsq.resolve", (sub_id,), countdown_s=RESOLVE_DELAY_S)
     return result.kind

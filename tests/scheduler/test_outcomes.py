@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from models.tables import Recipient
-from scheduler.poll import Report, apply_reports
+from scheduler.outcomes import apply_reports
+from scheduler.poll import Report
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
@@ -27,7 +28,7 @@ def test_reports_are_matched_by_customer_ref_and_classified():
         ],
         NOW,
     )
-    assert changed == 2
+    assert len(changed) == 2
     assert (a.outcome, a.final, a.sms_id) == ("delivered", True, "S.1")
     assert (b.outcome, b.final, b.process_status) == ("sent", False, "RUNNING")
 
@@ -38,7 +39,7 @@ def test_a_final_recipient_is_never_moved_by_a_late_or_duplicate_report():
     changed = apply_reports(
         [a], [Report("r1", None, "RUNNING", None), Report("r1", None, "DONE", "FAILED_FIN")], NOW
     )
-    assert changed == 0
+    assert changed == []
     assert (a.outcome, a.status, a.final) == ("delivered", "SUC_FIN", True)
 
 

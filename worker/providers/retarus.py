@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 from pydantic import TypeAdapter
 
 from models.retarus import (
@@ -37,6 +38,7 @@ from worker.providers.base import (
 )
 
 _JOB_RESPONSE = TypeAdapter(JobResponse)
+_JSON_HEADERS = {"Content-Type": "application/json"}
 _JOB_REPORT = TypeAdapter(JobReport)
 _RECIPIENT_REPORTS = TypeAdapter(list[RecipientReport])
 _JOB_LIST = TypeAdapter(list[JobListEntry])
@@ -95,9 +97,17 @@ class RetarusClient:
         (validityMin 0 or 5..2880, maxParts 1..20, src, billcode, 3000 recipients, ...): a bad value
         raises InvalidRequest naming the field, and nothing is sent.
         """
-        body = checked(JobRequest, job).model_dump(mode="json", exclude_none=True)
+        return self.post_job(checked(JobRequest, job).model_dump(mode="json", exclude_none=True))
+
+    def post_job(self, body: dict[str, Any]) -> str:
+        """POST /jobs with `body` as it is: the JSON form of a validated `JobRequest`
+        (`model_dump(mode="json", exclude_none=True)`). The send path validates each call once, stores
+        this exact body with its submission, and posts it (a resend after "absent" posts it again,
+        byte for byte the same request). Answers as `send_job`."""
         with map_http_errors(self.name, repeatable=False):
-            response = self._http.post(f"{self.base_urls[0]}/jobs", json=body)
+            response = self._http.post(
+                f"{self.base_urls[0]}/jobs", content=orjson.dumps(body), headers=_JSON_HEADERS
+            )
         if response.status_code == 409:
             raise DuplicateJob(self.name, f"duplicate job refused: {provider_message(response)}", 409)
         raise_for_status(response, self.name)

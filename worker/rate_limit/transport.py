@@ -38,6 +38,9 @@ from worker.rate_limit.limiter import CallKind, RedisRateLimiter
 
 #: How long one request may wait for a slot before giving up with RateLimitExceeded.
 MAX_WAIT_S = 1.0
+#: A drain handed back to wait for a slot is woken this much before the slot frees (less than MAX_WAIT_S),
+#: so its claim is made while the slot is still taken and its request is written the moment it frees.
+WAKE_LEAD_S = 0.8
 
 
 @dataclass

@@ -8,10 +8,11 @@ distinct text; HTTP Simple one call per recipient.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from models.db import json_loads
 from models.enums import ProviderKey
 from models.retarus import JobRequest
 from models.sendmode import SendmodeMessage
@@ -20,12 +21,39 @@ from worker.providers import RetarusClient, RetarusHttpClient, SendmodeClient
 
 @dataclass(frozen=True, slots=True)
 class ClaimedJob:
-    """What a round needs of a claimed job (read as columns, not ORM rows: a batch holds 3,000)."""
+    """What a round needs of a claimed job (read as columns, not ORM rows: a batch holds 3,000). Its
+    request is kept as its texts (one per message) and options, both shared among the claim's jobs when
+    equal (`claimed_job`), not as a parsed copy of the whole request per job."""
 
     id: str
-    request: dict[str, Any]
+    texts: tuple[str, ...]
+    options: dict[str, Any]
     created_at: datetime
     due_at: datetime
+
+
+@dataclass
+class Interned:
+    """One claim's texts, and its options by `options_key` (equal keys: equal options), each kept once."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def claimed_job(
+    id_: str,
+    request_json: str,
+    options_key: str,
+    created_at: datetime,
+    due_at: datetime,
+    shared: Interned,
+) -> ClaimedJob:
+    """A claimed job from its stored request (JSON text, parsed here and dropped); `shared` holds the
+    texts and options already seen in this claim."""
+    request = json_loads(request_json)
+    texts = tuple(shared.texts.setdefault(m["text"], m["text"]) for m in request["messages"])
+    options = shared.options.setdefault(options_key, request.get("options", {}))
+    return ClaimedJob(id_, texts, options, created_at, due_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +83,11 @@ class ProviderCall:
 
 
 def resend_call(body: dict[str, Any]) -> Callable[[Any], str | None]:
-    """How to send a stored Retarus body again, unchanged."""
-    request = JobRequest.model_validate(body)
+    """How to send a stored Retarus body again, unchanged (checked once more, then posted as stored)."""
+    JobRequest.model_validate(body)
 
     def run(client: RetarusClient) -> str:
-        return client.send_job(request)
+        return client.post_job(body)
 
     return run
 
@@ -80,7 +108,7 @@ def build_calls(
 
 def _retarus_call(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> ProviderCall:
     head = jobs[ready[0].job_id]
-    options = dict(head.request.get("options", {}))
+    options = dict(head.options)
     # Second net against duplicates: an equal request within 10 minutes is refused with 409.
     options.setdefault("duplicateDetection", True)
     messages: list[dict[str, Any]] = []
@@ -88,7 +116,7 @@ def _retarus_call(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> Provider
     for row in ready:
         groups.setdefault((row.job_id, row.message_index), []).append(row)
     for (job_id, message_index), rows in groups.items():
-        text = jobs[job_id].request["messages"][message_index]["text"]
+        text = jobs[job_id].texts[message_index]
         recipients = []
         for row in rows:
             item: dict[str, Any] = {"dst": row.dst, "customerRef": row.id}
@@ -96,11 +124,13 @@ def _retarus_call(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> Provider
                 item["blackoutPeriods"] = row.blackouts
             recipients.append(item)
         messages.append({"text": text, "recipients": recipients})
-    request = JobRequest.model_validate({"messages": messages, "options": options})
-    body = request.model_dump(mode="json", exclude_none=True)
+    # Validated once here; the call posts exactly the body stored with its submission.
+    body = JobRequest.model_validate({"messages": messages, "options": options}).model_dump(
+        mode="json", exclude_none=True
+    )
 
     def run(client: RetarusClient) -> str:
-        return client.send_job(request)
+        return client.post_job(body)
 
     return ProviderCall(ready, sorted({row.job_id for row in ready}), run, body)
 
@@ -109,10 +139,10 @@ def _sendmode_calls(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> list[P
     calls: list[ProviderCall] = []
     groups: dict[str, list[Pending]] = {}
     for row in ready:
-        text = jobs[row.job_id].request["messages"][row.message_index]["text"]
+        text = jobs[row.job_id].texts[row.message_index]
         groups.setdefault(text, []).append(row)
     for text, rows in groups.items():
-        options = jobs[rows[0].job_id].request.get("options", {})
+        options = jobs[rows[0].job_id].options
         message = SendmodeMessage(
             messagetext=text,
             recipients=[row.dst for row in rows],
@@ -129,8 +159,8 @@ def _sendmode_calls(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> list[P
 
 
 def _http_simple_call(job: ClaimedJob, row: Pending) -> ProviderCall:
-    options = job.request.get("options", {})
-    text = job.request["messages"][row.message_index]["text"]
+    options = job.options
+    text = job.texts[row.message_index]
 
     def run(client: RetarusHttpClient) -> str:
         return client.send(

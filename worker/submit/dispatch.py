@@ -40,7 +40,7 @@ from worker.errors import (
     RateLimitExceeded,
     RetryableProviderError,
 )
-from worker.metrics.counters import ENQUEUE_TO_SUBMITTED, RECIPIENTS_SUBMITTED, observe_since
+from worker.metrics.counters import ENQUEUE_TO_SUBMITTED, RECIPIENTS_SUBMITTED, observe_all
 from worker.policy.credits import RECHECK_S as CREDIT_RECHECK_S
 from worker.policy.credits import credit_pause
 from worker.rate_limit.transport import MAX_WAIT_S, CallTrace, call_kind
@@ -191,9 +191,9 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
 
 def _observe_submitted(rt: Runtime, connection: str, prepared: Prepared, call: ProviderCall) -> None:
     carried = set(call.job_ids)
-    now = rt.clock.now()
-    for job in (j for j in prepared.jobs if j.id in carried):  # metric: due -> accepted
-        observe_since(ENQUEUE_TO_SUBMITTED, connection, max(job.created_at, job.due_at), now)
+    now = rt.clock.now()  # the claimed jobs' times are aware UTC (ClaimedJob), as is the clock's
+    waits = ((now - max(j.created_at, j.due_at)).total_seconds() for j in prepared.jobs if j.id in carried)
+    observe_all(ENQUEUE_TO_SUBMITTED, connection, waits)  # metric: due -> accepted
 
 
 Step = tuple[Literal["accepted", "next", "stop"], Failure | None]

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import String, cast, update
 from sqlalchemy import select as sa_select
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from models.db import one_of, transaction, utc
@@ -26,7 +26,7 @@ from models.tables import Job, Recipient, Submission, SubmissionState, Suppressi
 from models.windows import poll_time, send_decision, validity_deadline
 from worker.metrics.counters import RECIPIENT_OUTCOMES, SUBMISSION_CONFLICTS
 from worker.runtime import Runtime
-from worker.submit.calls import ClaimedJob, Pending, ProviderCall, build_calls
+from worker.submit.calls import ClaimedJob, Interned, Pending, ProviderCall, build_calls, claimed_job
 from worker.submit.settle import finish_recipients
 from worker.submit.submissions import clip, move_jobs, move_submission_if
 
@@ -56,14 +56,18 @@ def preparer(
     add their in-flight submissions, all committed together with the claim."""
 
     def prepare(session: Session, token: str, now: datetime) -> Prepared:
+        shared = Interned()
         jobs = [
-            ClaimedJob(id_, request, utc(created) or now, utc(due) or now)
-            for id_, request, created, due in session.execute(
-                sa_select(col(Job.id), col(Job.request), col(Job.created_at), col(Job.due_at))
+            claimed_job(id_, request, key, utc(created) or now, utc(due) or now, shared)
+            for id_, request, key, created, due in session.execute(
+                sa_select(
+                    col(Job.id), cast(col(Job.request), String), col(Job.options_key),
+                    col(Job.created_at), col(Job.due_at),
+                )  # the request as JSON text, parsed one row at a time
                 .where(col(Job.claim_token) == token)
                 .order_by(col(Job.created_at))
             )
-        ]
+        ]  # fmt: skip
         job_ids = [job.id for job in jobs]
         pending = [
             Pending(*row)
@@ -109,7 +113,7 @@ def _apply_local_rules(
             continue
         if provider is not ProviderKey.RETARUS:
             job = by_id[row.job_id]
-            options = job.request.get("options", {})
+            options = job.options
             blackouts = row.blackouts if row.blackouts is not None else options.get("blackoutPeriods", [])
             decision = send_decision(
                 now,
@@ -142,7 +146,7 @@ def _submission(
 ) -> Submission:
     """The evidence of a call, committed before it is made: a crash mid-call leaves an `in_flight` row."""
     head = next(job for job in jobs if job.id == call.job_ids[0])
-    options = head.request.get("options", {})
+    options = head.options
     job_period = parse_datetime(options["jobPeriod"]) if options.get("jobPeriod") else None
     start = max(head.created_at, job_period or now)
     deadline = validity_deadline(start, options.get("validityMin"))

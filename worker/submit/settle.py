@@ -15,6 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
@@ -164,7 +165,19 @@ def _retry_or_fail(
     return delay_s
 
 
-def terminal_state(job: Job, rows: list[Recipient]) -> JobState:
+class _Reasoned(Protocol):
+    reason: str | None
+
+
+class _Finished(Protocol):
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+
+
+def terminal_state(job: _Reasoned, rows: Sequence[_Finished]) -> JobState:
+    """The final state of a job whose recipients are all final (fills the job's reason when they expired)."""
     outcomes = {row.outcome for row in rows}
     if outcomes == {Outcome.EXPIRED}:
         job.reason = job.reason or (rows[0].reason if rows else None)
