@@ -20,16 +20,16 @@ def _rss_kib() -> int:
 
 
 def test_a_freed_batch_no_longer_counts_as_resident_memory() -> None:
-    # 150 MiB in 64 KiB blocks (below the mmap threshold: they live in the heap), each followed by a small
-    # block that stays, so the freed space sits below live memory and cannot be given back by shrinking
-    # the heap: the allocator keeps it, as it keeps a worker's freed 3,000-recipient batches.
+    # 100 MiB in 64 KiB blocks (below the mmap threshold: they live in the heap), each followed by a block
+    # of the same size that stays, so every freed block sits between live ones and cannot be given back
+    # by shrinking the heap: the allocator keeps it, as it keeps a worker's freed 3,000-recipient batches.
     blocks, keep = [], []
-    for _ in range(150 * 16):
+    for _ in range(1600):
         blocks.append(bytearray(64 * 1024))
-        keep.append(bytearray(600))
+        keep.append(bytearray(64 * 1024))
     del blocks
     before = _rss_kib()
     assert release_freed_memory() is True
     after = _rss_kib()
-    assert before - after > 100 * 1024, (before, after)
-    assert len(keep) == 150 * 16
+    assert before - after > 80 * 1024, (before, after)
+    assert len(keep) == 1600
