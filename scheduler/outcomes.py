@@ -26,25 +26,18 @@ from worker.metrics.counters import SUBMITTED_TO_FINAL, observe_all
 from worker.submit.settle import terminal_state
 
 
-class Reported(Protocol):
-    """One recipient's status as a provider reported it (`scheduler.poll.Report`)."""
+@dataclass(frozen=True)
+class Report:
+    """One recipient's status as a provider reported it (REST and HTTP Simple alike)."""
 
-    @property
-    def customer_ref(self) -> str | None: ...
-    @property
-    def dst(self) -> str | None: ...
-    @property
-    def process_status(self) -> str | None: ...
-    @property
-    def status(self) -> str | None: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def sms_id(self) -> str | None: ...
-    @property
-    def sent_ts(self) -> datetime | None: ...
-    @property
-    def finished_ts(self) -> datetime | None: ...
+    customer_ref: str | None
+    dst: str | None
+    process_status: str | None
+    status: str | None
+    reason: str | None = None
+    sms_id: str | None = None
+    sent_ts: datetime | None = None
+    finished_ts: datetime | None = None
 
 
 class OutcomeRow(Protocol):
@@ -90,7 +83,7 @@ def read_statuses(session: Session, submission_id: str) -> list[RecipientStatus]
     return [RecipientStatus(*row) for row in session.execute(query)]
 
 
-def apply_reports(rows: Sequence[OutcomeRow], reports: Iterable[Reported], now: datetime) -> list[Any]:
+def apply_reports(rows: Sequence[OutcomeRow], reports: Iterable[Report], now: datetime) -> list[Any]:
     """Update recipients from reports; only non-final rows move, so duplicates and late reports are ignored.
 
     Reports are matched by customerRef (our recipient id), else by number when it is unambiguous, else

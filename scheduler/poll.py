@@ -28,7 +28,7 @@ from models.intervals import Interval, parse_interval
 from models.retarus import RecipientReport
 from models.tables import Submission, SubmissionState
 from models.windows import may_poll, poll_time
-from scheduler.outcomes import apply_reports, finish_jobs, read_statuses, write_statuses
+from scheduler.outcomes import Report, apply_reports, finish_jobs, read_statuses, write_statuses
 from worker.errors import ProviderError, RateLimitExceeded
 from worker.metrics.counters import count_outcomes
 from worker.providers import RetarusClient, RetarusHttpClient
@@ -51,20 +51,6 @@ class PollReport:
     finished: int = 0
     closed_unknown: int = 0
     postponed: bool = False
-
-
-@dataclass(frozen=True)
-class Report:
-    """One recipient's status as a provider reported it (REST and HTTP Simple alike)."""
-
-    customer_ref: str | None
-    dst: str | None
-    process_status: str | None
-    status: str | None
-    reason: str | None = None
-    sms_id: str | None = None
-    sent_ts: datetime | None = None
-    finished_ts: datetime | None = None
 
 
 def due_submissions_query(connection: str, now: datetime) -> Any:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from models.tables import Recipient
-from scheduler.outcomes import apply_reports
-from scheduler.poll import Report
+from scheduler.outcomes import Report, apply_reports
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
