@@ -533,7 +533,7 @@ def headlines(report: DatabaseReport) -> list[str]:
         lines.append(
             f"Database cost of one provider call on PostgreSQL: **{st.commits / st.calls:.2f} transactions, "
             f"{st.statements / st.calls:.2f} statements** (over {st.calls} calls; "
-            "tests/integration/test_statements.py pins 2 and 11)" + per_call + "."
+            "tests/integration/test_statements.py pins 2 and 10)" + per_call + "."
         )
     return lines
 
@@ -646,7 +646,7 @@ def render(report: DatabaseReport) -> str:
             f"After the drain, {STATEMENT_SAMPLES} more single-recipient jobs were enqueued on the same "
             "PostgreSQL database and sent one call at a time with `submit_next` in the bench process, with "
             "SQLAlchemy's `before_cursor_execute` and `commit` events counting (broker wake-ups stubbed out, "
-            "as in tests/integration/test_statements.py, which pins **2 transactions and 11 statements** per "
+            "as in tests/integration/test_statements.py, which pins **2 transactions and 10 statements** per "
             "call on SQLite)."
         )
         add("")

@@ -155,6 +155,7 @@ class Recipient(SQLModel, table=True):
     blackouts: list[str] | None = Field(default=None, sa_column=Column(JSON))
     due_at: datetime | None = _dt()  # locally enforced windows (HTTP Simple, Sendmode)
     submission_id: str | None = Field(default=None, max_length=36, index=True)
+    #: Written by earlier versions only: the provider's job id is the submission's (`submission_id`).
     provider_job_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
     sms_id: str | None = Field(default=None, max_length=64)
     process_status: str | None = Field(default=None, max_length=16)
@@ -189,6 +190,7 @@ class Submission(SQLModel, table=True):
     connection: str = Field(max_length=64)
     provider: str = Field(max_length=16)
     state: str = Field(default=SubmissionState.IN_FLIGHT, max_length=16)
+    #: Written by earlier versions only: the provider's job id is the submission's (`submission_id`).
     provider_job_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
     recipient_count: int = 0
     started_at: datetime = Field(sa_type=DateTime(timezone=True))

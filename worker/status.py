@@ -33,17 +33,14 @@ def job_status(job_id: str, runtime: Runtime | None = None) -> dict[str, Any]:
                 .order_by(col(Recipient.message_index), col(Recipient.position))
             )
         )
-        provider_ids = sorted({row.provider_job_id for row in rows if row.provider_job_id})
-        if not provider_ids:
-            sub_ids = {row.submission_id for row in rows if row.submission_id}
-            if sub_ids:
-                provider_ids = sorted(
-                    pid
-                    for pid in session.exec(
-                        select(Submission.provider_job_id).where(col(Submission.id).in_(sub_ids))
-                    )
-                    if pid
-                )
+        # A recipient's provider job is its submission's (rows accepted by earlier versions also keep a copy).
+        sub_ids = {row.submission_id for row in rows if row.submission_id}
+        by_sub: dict[str, str | None] = {}
+        if sub_ids:
+            query = select(Submission.id, Submission.provider_job_id).where(col(Submission.id).in_(sub_ids))
+            by_sub = dict(session.exec(query).all())
+        provider_job = {row.id: row.provider_job_id or by_sub.get(row.submission_id or "") for row in rows}
+        provider_ids = sorted({pid for pid in provider_job.values() if pid})
         callbacks = callback_summary(session, job)
     return {
         "id": job.id,
@@ -71,7 +68,7 @@ def job_status(job_id: str, runtime: Runtime | None = None) -> dict[str, Any]:
                 "sent_ts": _iso(row.sent_ts),
                 "finished_ts": _iso(row.finished_ts),
                 "customer_ref": row.customer_ref,
-                "provider_job_id": row.provider_job_id,
+                "provider_job_id": provider_job[row.id],
             }
             for row in rows
         ],

@@ -214,21 +214,22 @@ def accept(
                 "reason": "accepted by Sendmode (no delivery status available)",
             }
         else:
+            # The provider's job id is the submission's: its recipients point to it by `submission_id`,
+            # so acceptance does not rewrite 3,000 recipient rows.
             moved = move_submission_if(
                 session, row.id, _S.IN_FLIGHT, _S.ACCEPTED, now,
                 provider_job_id=provider_job_id, next_poll_at=first_poll_at(row, now, rt),
             )  # fmt: skip
-            values = {"provider_job_id": provider_job_id, "updated_at": now}
         if not moved:
             _record_conflict(session, row.id, provider_job_id, now)
             return False
-        accepted = session.execute(
-            update(Recipient)
-            .where(col(Recipient.submission_id) == row.id)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if provider is ProviderKey.SENDMODE:  # metric: accepted is final on Sendmode
+        if provider is ProviderKey.SENDMODE:  # accepted is final on Sendmode
+            accepted = session.execute(
+                update(Recipient)
+                .where(col(Recipient.submission_id) == row.id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
             count = getattr(accepted, "rowcount", 0)
             RECIPIENT_OUTCOMES.labels(row.connection, Outcome.ACCEPTED.value).inc(count)
         if settle is not None:
