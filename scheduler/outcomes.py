@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import bindparam, update
 from sqlalchemy import select as sa_select
@@ -38,22 +38,6 @@ class Report:
     sms_id: str | None = None
     sent_ts: datetime | None = None
     finished_ts: datetime | None = None
-
-
-class OutcomeRow(Protocol):
-    """What reports change on a recipient (a `Recipient` or a `RecipientStatus`)."""
-
-    id: str
-    dst: str
-    process_status: str | None
-    status: str | None
-    reason: str | None
-    sms_id: str | None
-    sent_ts: datetime | None
-    finished_ts: datetime | None
-    outcome: str
-    final: bool
-    updated_at: datetime | None
 
 
 @dataclass(slots=True)
@@ -83,17 +67,19 @@ def read_statuses(session: Session, submission_id: str) -> list[RecipientStatus]
     return [RecipientStatus(*row) for row in session.execute(query)]
 
 
-def apply_reports(rows: Sequence[OutcomeRow], reports: Iterable[Report], now: datetime) -> list[Any]:
+def apply_reports(
+    rows: Sequence[RecipientStatus], reports: Iterable[Report], now: datetime
+) -> list[RecipientStatus]:
     """Update recipients from reports; only non-final rows move, so duplicates and late reports are ignored.
 
     Reports are matched by customerRef (our recipient id), else by number when it is unambiguous, else
     (HTTP Simple: one recipient per submission) to the only row. Returns the rows that changed.
     """
     by_id = {row.id: row for row in rows}
-    by_dst: dict[str, list[OutcomeRow]] = {}
+    by_dst: dict[str, list[RecipientStatus]] = {}
     for each in rows:
         by_dst.setdefault(each.dst, []).append(each)
-    changed: list[Any] = []
+    changed: list[RecipientStatus] = []
     for item in reports:
         row = by_id.get(item.customer_ref or "")
         if row is None and item.dst and len(by_dst.get(item.dst, [])) == 1:

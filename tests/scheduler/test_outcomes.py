@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from models.tables import Recipient
-from scheduler.outcomes import Report, apply_reports
+from scheduler.outcomes import RecipientStatus, Report, apply_reports
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
 
+def recipient(id_: str, dst: str) -> RecipientStatus:
+    return RecipientStatus(id_, "j", dst, None, None, None, None, None, None, "pending", False, None)
+
+
 def rows():
-    return [
-        Recipient(id="r1", job_id="j", dst="+4917600000001"),
-        Recipient(id="r2", job_id="j", dst="+4917600000002"),
-    ]
+    return [recipient("r1", "+4917600000001"), recipient("r2", "+4917600000002")]
 
 
 def test_reports_are_matched_by_customer_ref_and_classified():
