@@ -12,7 +12,8 @@ The first two figures issue 13 asks for, each measured against raw Celery in the
    the sandbox (`GET /_sandbox/calls`), against 2 worker processes of the same pool type draining the same
    number of raw Celery no-op tasks (each run appends its time to a Redis list). The database's
    transactions during the drain (`pg_stat_database`) and the statements of one provider call (SQLAlchemy
-   events around `submit_next` in this process, on the same database) are reported per call.
+   events around `submit_next` in this process, on the same database) are reported per call. For scale,
+   the host's ceiling: 2 processes doing nothing but httpx posts of one-recipient sends to the sandbox.
 
 Redis: db 12 above `SMSQ_TEST_REDIS_URL` (flushed before and after each part). PostgreSQL: databases
 named `smsq_bench_database*` on 127.0.0.1:5432 (trust auth), dropped at the end.
@@ -318,7 +319,8 @@ class StatementCount:
     calls: int = 0
     commits: int = 0
     statements: int = 0
-    #: Statement kinds of one call (the last one counted), in order.
+    rounds: int = 0
+    #: Statement kinds of one round (the last one counted), in order.
     sample: list[str] = field(default_factory=list)
 
 
@@ -360,6 +362,7 @@ def count_statements(rt: Runtime, first: int, calls: int) -> StatementCount:
             if not made:
                 break
             counted.calls += made
+            counted.rounds += 1
             counted.commits += counter.commits
             counted.statements += len(counter.statements)
             counted.sample = list(counter.statements)
@@ -419,6 +422,45 @@ def run_raw_drain(jobs: int, pool: str, workdir: Path, cap_s: float) -> DrainRun
         client.close()
     flush_redis()
     return DrainRun("raw Celery no-op", jobs, sorted(times), startup_s)
+
+
+def _post_sends(url: str, first: int, count: int) -> None:
+    """One client process of the bare-HTTP run: `count` single-recipient Retarus sends, one at a time."""
+    import httpx
+
+    from sandbox.config import DEFAULT_PASSWORD, DEFAULT_USERNAME
+
+    with httpx.Client(base_url=url, auth=(DEFAULT_USERNAME, DEFAULT_PASSWORD), timeout=30) as client:
+        for i in range(first, first + count):
+            recipient = {"dst": request(i)["messages"][0]["recipients"][0]["dst"], "customerRef": f"bare-{i}"}
+            body = {"messages": [{"text": "Bench", "recipients": [recipient]}], "options": {"src": "BENCH"}}
+            client.post("/rest/v1/jobs", json=body).raise_for_status()
+
+
+def run_bare_http(jobs: int, workdir: Path) -> DrainRun:
+    """The ceiling the host sets before any smsq code: WORKER_PROCESSES processes posting one-recipient
+    sends to the same sandbox with httpx, one at a time, no database, broker or limiter."""
+    import multiprocessing
+
+    sandbox = SandboxProcess(UNTHROTTLED, workdir)
+    try:
+        sandbox.reset()
+        share = jobs // WORKER_PROCESSES
+        context = multiprocessing.get_context("spawn")
+        t0 = time.time()
+        procs = [
+            context.Process(target=_post_sends, args=(sandbox.url, n * share, share))
+            for n in range(WORKER_PROCESSES)
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        sends = accepted_sends(sandbox.calls("/rest/v1/jobs"))
+        return DrainRun("httpx posts to the sandbox, no smsq (the host's ceiling)", share * WORKER_PROCESSES,
+                        [c["real_ts"] - t0 for c in sends], 0.0)  # fmt: skip
+    finally:
+        sandbox.stop()
 
 
 def run_smsq_drain(
@@ -488,6 +530,7 @@ class DatabaseReport:
     enqueue: EnqueueResult | None = None
     smsq_drain: DrainRun | None = None
     raw_drain: DrainRun | None = None
+    bare_http: DrainRun | None = None
     statements: StatementCount | None = None
     part_s: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -496,6 +539,10 @@ class DatabaseReport:
 
 def _r(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.0f} %"
 
 
 def _ratio(top: float | None, bottom: float | None) -> float | None:
@@ -520,7 +567,13 @@ def headlines(report: DatabaseReport) -> list[str]:
             f"Send path, one recipient per call, unthrottled sandbox, {WORKER_PROCESSES} worker processes "
             f"(`-P {report.pool} -c 1`): **{_r(s.steady)} provider calls/s** against raw Celery's no-op drain "
             f"{_r(r.steady)} tasks/s = **{'n/a' if ratio is None else f'{ratio * 100:.0f} %'}** (target ≥ 50 %, "
-            f"{verdict})."
+            f"{verdict})"
+            + (
+                f"; bare `httpx` clients reach {_r(report.bare_http.steady)} calls/s against the same sandbox "
+                f"on this host (smsq: {_pct(_ratio(s.steady, report.bare_http.steady))} of that)."
+                if report.bare_http
+                else "."
+            )
         )
     st = report.statements
     if st and st.calls:
@@ -533,7 +586,8 @@ def headlines(report: DatabaseReport) -> list[str]:
         lines.append(
             f"Database cost of one provider call on PostgreSQL: **{st.commits / st.calls:.2f} transactions, "
             f"{st.statements / st.calls:.2f} statements** (over {st.calls} calls; "
-            "tests/integration/test_statements.py pins 2 and 10)" + per_call + "."
+            "tests/integration/test_statements.py pins a coalesced call at 2 and 10, and a round of 8 "
+            "one-recipient calls at 1 + 1 per call and 2 + 3 per call)" + per_call + "."
         )
     return lines
 
@@ -623,9 +677,9 @@ def render(report: DatabaseReport) -> str:
             "steady rate |"
         )
         add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for run in (x for x in (r, s) if x is not None):
+        for run in (x for x in (r, report.bare_http, s) if x is not None):
             span = f"{run.times[0]:.1f} → {run.times[-1]:.1f} s" if run.times else "none"
-            unit = "calls/s" if run is s else "tasks/s"
+            unit = "tasks/s" if run is r else "calls/s"
             add(
                 f"| {run.label} | {run.jobs:,} | {run.count:,} | {run.duplicates} | {run.throttled_429} | "
                 f"{run.startup_s:.1f} s | {span} | {_r(run.overall)} {unit} | **{_r(run.steady)} {unit}** |"
@@ -638,22 +692,36 @@ def render(report: DatabaseReport) -> str:
                 "(target ≥ 50 %)."
             )
             add("")
+        b = report.bare_http
+        if b and r and s:
+            add(
+                f"*The host's ceiling*: {WORKER_PROCESSES} processes doing nothing but `httpx` posts of one-recipient "
+                f"sends to the same sandbox reach {_r(b.steady)} calls/s, so 50 % of raw Celery's no-op drain "
+                f"({_r(r.steady * 0.5 if r.steady else None)}/s) would be "
+                f"{_pct(_ratio((r.steady or 0) * 0.5, b.steady))} of what the sandbox accepts from bare HTTP "
+                f"clients on these {os.cpu_count()} cores, where the sandbox, PostgreSQL, Redis and the workers "
+                f"share the CPU; smsq reaches {_pct(_ratio(s.steady, b.steady))} of that ceiling."
+            )
+            add("")
     st = report.statements
     if st:
         add("### SQL per provider call")
         add("")
         add(
             f"After the drain, {STATEMENT_SAMPLES} more single-recipient jobs were enqueued on the same "
-            "PostgreSQL database and sent one call at a time with `submit_next` in the bench process, with "
-            "SQLAlchemy's `before_cursor_execute` and `commit` events counting (broker wake-ups stubbed out, "
-            "as in tests/integration/test_statements.py, which pins **2 transactions and 10 statements** per "
-            "call on SQLite)."
+            "PostgreSQL database and sent with `submit_next` in the bench process, with SQLAlchemy's "
+            "`before_cursor_execute` and `commit` events counting (broker wake-ups stubbed out, as in "
+            "tests/integration/test_statements.py). With one recipient per call a round claims several calls' "
+            "worth of jobs (`SMSQ_ROUND_MAX_CALLS`, 16): the claim's transaction (claim, read the rows, the "
+            "first call's evidence) is shared, and each call costs one transaction: its acceptance plus the "
+            "next call's evidence (an INSERT and an UPDATE). The test pins a coalesced call at **2 "
+            "transactions and 10 statements** and a round of 8 calls at 1 + 8 transactions on SQLite."
         )
         add("")
         if st.calls:
             add(
-                f"- Measured: {st.calls} calls, {st.commits / st.calls:.2f} transactions and "
-                f"{st.statements / st.calls:.2f} statements per call; one call: {', '.join(st.sample)}."
+                f"- Measured: {st.calls} calls in {st.rounds} rounds, {st.commits / st.calls:.2f} transactions and "
+                f"{st.statements / st.calls:.2f} statements per call; the last round: {', '.join(st.sample)}."
             )
         if s and s.transactions is not None and s.count:
             add(
@@ -730,6 +798,9 @@ def run(report: DatabaseReport, workdir: Path, parts: set[str], *, prefix: str =
             with timed(report, "2. raw Celery drain"):
                 report.raw_drain = run_raw_drain(p.drain_jobs, report.pool, workdir, p.drain_cap_s)
                 print(f"      raw drain {_r(report.raw_drain.steady)} tasks/s", flush=True)
+            with timed(report, "2. bare HTTP"):
+                report.bare_http = run_bare_http(p.drain_jobs, workdir)
+                print(f"      bare HTTP {_r(report.bare_http.steady)} calls/s", flush=True)
             with timed(report, "2. smsq drain"):
                 report.smsq_drain, report.statements = run_smsq_drain(
                     dbs, p.drain_jobs, report.pool, workdir, p.drain_cap_s

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, String, any_, bindparam, event, literal
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, event, literal
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -83,6 +83,13 @@ def transaction(sessions: SessionFactory) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def table_of(model: Any) -> Table:
+    """The `Table` of a SQLModel table class, for Core statements on hot paths (no ORM bulk machinery)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     send_max_retries: int = Field(8, ge=0)
     retry_backoff_max_s: float = Field(300.0, gt=0)
     batch_max_recipients: int = Field(3000, ge=1, le=3000)
+    #: Most provider calls one claim (a round) carries when calls are small: a round claims up to this many
+    #: calls' worth of jobs, never more than `ROUND_MAX_RECIPIENTS` recipients, and never more than a tenth
+    #: of the window's send share (`submit.claim.round_calls`).
+    round_max_calls: int = Field(16, ge=1, le=100)
 
     clock_speed: float = Field(1.0, gt=0)
     clock_epoch: float | None = None

@@ -79,7 +79,9 @@ def test_tiny_run_writes_its_section(bench_redis: str, tmp_path: Path) -> None:
     assert smsq.throttled_429 == 0
     st = report.statements
     assert st is not None and st.calls == database.STATEMENT_SAMPLES
-    assert st.commits == 2 * st.calls  # as tests/integration/test_statements.py pins
+    # one transaction per claim and one per call, as tests/integration/test_statements.py pins; with one
+    # recipient per call a round carries several calls
+    assert st.commits == st.rounds + st.calls and st.rounds < st.calls
 
     output = tmp_path / "benchmarks.md"
     output.write_text("# Benchmarks\n\n<!-- section other: start -->\nkept\n<!-- section other: end -->\n")

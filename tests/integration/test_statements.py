@@ -45,3 +45,42 @@ def test_one_provider_call_costs_two_transactions_and_a_handful_of_statements(
     assert submit_next("default", rt).calls == 1
     assert counter.commits == 2 and len(counter.statements) == 10
     assert job_status(alone.id, rt)["state"] == "submitted"
+
+
+def test_small_calls_share_one_claim_and_cost_one_transaction_each(
+    sandbox, sqlite_url, runtime_factory, redis_client
+):
+    # One recipient per call (SMSQ_BATCH_MAX_RECIPIENTS=1): a round claims several calls' worth of jobs
+    # and commits each next call's evidence with the previous call's acceptance.
+    settings = smsq_settings(sandbox, sqlite_url, batch_max_recipients=1, round_max_calls=8)
+    rt = runtime_factory(settings, clock=ManualClock())
+    rt.wake = lambda *args, **kwargs: False
+    _ = rt.sessions
+    rt.limiter("default").peek()
+    counter = StatementCounter(rt.engine)
+    handles = enqueue_many([one(number(i), text="Same") for i in range(20)], runtime=rt)
+    counter.reset()
+    result = submit_next("default", rt)
+    assert result.calls == 8  # round_max_calls; the sandbox's limit leaves far more than 80 send slots
+    # the claim's transaction, then one per call (its acceptance, plus the next call's evidence)
+    assert counter.commits == 1 + 8
+    # claim: head, followers, UPDATE, jobs, recipients, suppressions, INSERT + UPDATE (first call's
+    # evidence); per call: UPDATE submission, and INSERT + UPDATE of the next call's evidence; the last
+    # acceptance also moves the whole claim
+    assert len(counter.statements) == 8 + 7 * 3 + 1 + 1
+    sent = [job_status(h.id, rt) for h in handles]
+    assert [s["state"] for s in sent] == ["submitted"] * 8 + ["queued"] * 12  # the oldest first
+    provider_ids = [s["recipients"][0]["provider_job_id"] for s in sent[:8]]
+    assert len(set(provider_ids)) == 8  # one provider job per recipient
+    sends = [c for c in sandbox.state.calls() if c.method == "POST" and c.path.endswith("/jobs")]
+    assert len(sends) == 8
+
+
+def test_a_round_is_small_when_the_send_share_is(sandbox, sqlite_url, runtime_factory, redis_client):
+    # 30 calls / window with a poll share of 0.1: 27 send slots, so a round carries at most 2 calls.
+    settings = smsq_settings(sandbox, sqlite_url, batch_max_recipients=1, rate_limit_calls=30)
+    rt = runtime_factory(settings, clock=ManualClock())
+    rt.wake = lambda *args, **kwargs: False
+    enqueue_many([one(number(i), text="Same") for i in range(5)], runtime=rt)
+    assert rt.limiter("default").slots("send") // 10 == 2
+    assert submit_next("default", rt).calls == 2

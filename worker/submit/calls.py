@@ -93,17 +93,33 @@ def resend_call(body: dict[str, Any]) -> Callable[[Any], str | None]:
 
 
 def build_calls(
-    provider: ProviderKey, jobs: Sequence[ClaimedJob], ready: list[Pending]
+    provider: ProviderKey, jobs: Sequence[ClaimedJob], ready: list[Pending], per_call: int
 ) -> list[ProviderCall]:
-    """The provider calls that carry `ready` recipients of the claimed `jobs`."""
+    """The provider calls that carry `ready` recipients of the claimed `jobs` (Retarus: whole jobs, in
+    claim order, up to `per_call` recipients a call; a larger job goes alone)."""
     if not ready:
         return []
     by_id = {job.id: job for job in jobs}
     if provider is ProviderKey.RETARUS:
-        return [_retarus_call(by_id, ready)]
+        return [_retarus_call(by_id, chunk) for chunk in _whole_jobs(jobs, ready, per_call)]
     if provider is ProviderKey.SENDMODE:
         return _sendmode_calls(by_id, ready)
     return [_http_simple_call(by_id[row.job_id], row) for row in ready]
+
+
+def _whole_jobs(jobs: Sequence[ClaimedJob], ready: list[Pending], per_call: int) -> list[list[Pending]]:
+    by_job: dict[str, list[Pending]] = {}
+    for row in ready:
+        by_job.setdefault(row.job_id, []).append(row)
+    chunks: list[list[Pending]] = [[]]
+    for job in jobs:
+        rows = by_job.get(job.id)
+        if not rows:
+            continue
+        if chunks[-1] and len(chunks[-1]) + len(rows) > per_call:
+            chunks.append([])
+        chunks[-1].extend(rows)
+    return chunks
 
 
 def _retarus_call(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> ProviderCall:

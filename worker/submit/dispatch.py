@@ -53,6 +53,7 @@ from worker.submit.record import (
     close_failed,
     isolate,
     mark_unknown,
+    new_submission,
     open_submission,
     preparer,
     reject,
@@ -166,14 +167,18 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
     target = (
         JobState.FINISHED if provider is ProviderKey.SENDMODE else JobState.SUBMITTED
     )  # accepted is final
+    opened: dict[int, Submission] = {0: prepared.subs[0]} if calls else {}
     for index, call in enumerate(calls):
         last = index == len(calls) - 1
-        sub = (
-            prepared.subs[0] if index == 0 else open_submission(rt, connection, provider, prepared.jobs, call)
-        )
+        sub = opened.pop(index, None) or open_submission(rt, connection, provider, prepared.jobs, call)
         settle = (token, target) if clean and last else None
-        outcome, failure = _call(rt, client, call, sub, provider, connection, result, settle)
+        # The next call's evidence is committed with this call's acceptance (one transaction per call).
+        then_open = None if last else (new_submission(rt, connection, provider, prepared.jobs, calls[index + 1]),
+                                       calls[index + 1])  # fmt: skip
+        outcome, failure = _call(rt, client, call, sub, provider, connection, result, settle, then_open)
         if outcome == "accepted":
+            if then_open is not None:
+                opened[index + 1] = then_open[0]
             result.calls += 1
             _observe_submitted(rt, connection, prepared, call)
             continue
@@ -208,6 +213,7 @@ def _call(
     connection: str,
     result: RoundResult,
     settle: tuple[str, JobState] | None,
+    then_open: tuple[Submission, ProviderCall] | None = None,
 ) -> Step:
     """Make one provider call and record its answer; says whether the round goes on."""
     trace = CallTrace("send")
@@ -216,7 +222,7 @@ def _call(
             provider_job_id = call.run(client)
     except Exception as exc:
         return _record_failure(rt, exc, call, sub.id, result, written=trace.written > 0)
-    accept(rt, sub, provider, provider_job_id, settle=settle)
+    accept(rt, sub, provider, provider_job_id, settle=settle, then_open=then_open)
     RECIPIENTS_SUBMITTED.labels(connection).inc(len(call.recipients))
     return "accepted", None
 

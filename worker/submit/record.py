@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, update
+from sqlalchemy import String, cast, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from models.db import one_of, transaction, utc
+from models.db import one_of, table_of, transaction, utc
 from models.enums import JobState, Outcome, ProviderKey
 from models.intervals import parse_datetime, parse_interval
 from models.tables import Job, Recipient, Submission, SubmissionState, Suppression
@@ -33,6 +33,8 @@ from worker.submit.submissions import clip, move_jobs, move_submission_if
 log = logging.getLogger("smsq.record")
 
 _S = SubmissionState
+_SUBMISSIONS = table_of(Submission)
+_RECIPIENTS = table_of(Recipient)
 SUPPRESSED_REASON = "number is on the suppression list (opted out)"
 
 
@@ -82,10 +84,11 @@ def preparer(
             )
         ]  # fmt: skip
         ready = _apply_local_rules(session, jobs, pending, provider, now)
-        calls = build_calls(provider, jobs, ready)
+        calls = build_calls(provider, jobs, ready, rt.settings.batch_max_recipients)
         # Only the first call's evidence is committed with the claim; later calls of the round (Sendmode's
-        # other texts, HTTP Simple's other recipients) get theirs just before they are made, so a crash
-        # between calls never leaves a call that was not made looking "in flight".
+        # other texts, HTTP Simple's other recipients, Retarus's other small calls) get theirs just before
+        # they are made, with the previous call's acceptance, so a crash between calls never leaves a call
+        # that was not made looking "in flight".
         subs = [_submission(rt, connection, provider, jobs, call, now) for call in calls[:1]]
         _open(session, subs, calls[:1], now)
         complete = len(ready) == len(pending) and {row.job_id for row in ready} == set(job_ids)
@@ -163,6 +166,13 @@ def _submission(
     )
 
 
+def new_submission(
+    rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[ClaimedJob], call: ProviderCall
+) -> Submission:
+    """The evidence of a later call of the round, not committed yet (`accept(then_open=...)` does)."""
+    return _submission(rt, connection, provider, jobs, call, rt.clock.now())
+
+
 def open_submission(
     rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[ClaimedJob], call: ProviderCall
 ) -> Submission:
@@ -175,14 +185,17 @@ def open_submission(
 
 
 def _open(session: Session, subs: list[Submission], calls: list[ProviderCall], now: datetime) -> None:
-    session.add_all(subs)
-    session.flush()
+    # Core statements on the tables: the rows are built here, no unit of work or ORM bulk machinery to run
+    # (this is once per provider call).
+    session.execute(
+        insert(_SUBMISSIONS), [{c.key: getattr(sub, c.key) for c in _SUBMISSIONS.columns} for sub in subs]
+    )
     for sub, call in zip(subs, calls, strict=True):
+        ids = [row.id for row in call.recipients]
         session.execute(
-            update(Recipient)
-            .where(one_of(session, col(Recipient.id), [row.id for row in call.recipients]))
+            update(_RECIPIENTS)
+            .where(one_of(session, _RECIPIENTS.c.id, ids))
             .values(submission_id=sub.id, updated_at=now)
-            .execution_options(synchronize_session=False)
         )
 
 
@@ -193,15 +206,17 @@ def accept(
     provider_job_id: str | None,
     *,
     settle: tuple[str, JobState] | None = None,
+    then_open: tuple[Submission, ProviderCall] | None = None,
 ) -> bool:
     """The provider accepted the call: `in_flight -> accepted` (Sendmode: `finished`, accepted is final).
 
     `settle` (claim token, target state): the round was clean and complete, so the whole claim moves in
-    this same transaction. Returns False, and records a conflict, when the submission was resolved
-    otherwise meanwhile.
-    """
+    this same transaction, as does the evidence of `then_open`, the round's next call (one transaction per
+    call). Returns False, and records a conflict, when the submission was resolved otherwise meanwhile."""
     now = rt.clock.now()
     with transaction(rt.sessions) as session:
+        if then_open is not None:
+            _open(session, [then_open[0]], [then_open[1]], now)
         row = session.get(Submission, sub) if isinstance(sub, str) else sub
         assert row is not None
         if provider is ProviderKey.SENDMODE:

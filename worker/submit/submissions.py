@@ -22,7 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import CursorResult
 from sqlmodel import Session, col
 
-from models.db import one_of
+from models.db import one_of, table_of
 from models.enums import JobState
 from models.tables import Job, Submission, SubmissionState
 from worker.errors import IllegalTransition
@@ -157,11 +157,9 @@ def move_submission_if(
         stamps["finished_at"] = now
     if "reason" in values:
         values["reason"] = clip(values["reason"])
+    table = table_of(Submission)  # a Core UPDATE: once per provider call, no ORM bulk machinery needed
     statement = (
-        update(Submission)
-        .where(col(Submission.id) == sub_id, col(Submission.state) == source)
-        .values(**{**stamps, **values})
-        .execution_options(synchronize_session=False)
+        update(table).where(table.c.id == sub_id, table.c.state == source).values(**{**stamps, **values})
     )
     result: CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
     return bool(result.rowcount)
