@@ -586,8 +586,8 @@ def headlines(report: DatabaseReport) -> list[str]:
         lines.append(
             f"Database cost of one provider call on PostgreSQL: **{st.commits / st.calls:.2f} transactions, "
             f"{st.statements / st.calls:.2f} statements** (over {st.calls} calls; "
-            "tests/integration/test_statements.py pins a coalesced call at 2 and 10, and a round of 8 "
-            "one-recipient calls at 1 + 1 per call and 2 + 3 per call)" + per_call + "."
+            "tests/integration/test_statements.py pins a coalesced call at 2 transactions and 10 statements, "
+            "and a round of 8 one-recipient calls at 1 + 8 transactions)" + per_call + "."
         )
     return lines
 
