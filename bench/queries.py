@@ -45,7 +45,7 @@ from bench.report import write_section
 from models.db import make_engine
 from models.migrate import upgrade
 from models.tables import CallbackEvent, CallbackState, Job
-from scheduler.poll import due_submissions_query, oldest_accepted_query
+from scheduler.poll import due_submissions_query, oldest_accepted_query, poll_batch
 from scheduler.sweeps import (
     due_scheduled_query,
     expired_query,
@@ -56,7 +56,7 @@ from scheduler.sweeps import (
 from worker.callbacks.outbox import BATCH, changed_recipients_query, closable_jobs_query
 from worker.metrics.open_counts import JOBS, RECIPIENTS, counted_query
 from worker.metrics.server import oldest_due_query, oldest_submitting_query
-from worker.settings import Settings
+from worker.settings import ConnectionSettings, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
@@ -205,16 +205,28 @@ def latest_jobs_query() -> Any:
     return select(Job).order_by(col(Job.created_at).desc()).limit(50)
 
 
+#: A poll cycle's batch with the default limit (100 calls / 60 s) and poll interval (10 s): 34.
+DEFAULT_POLL_BATCH = poll_batch(
+    ConnectionSettings.model_fields["rate_limit_calls"].default,
+    ConnectionSettings.model_fields["rate_limit_period_s"].default,
+    Settings.model_fields["poll_interval_s"].default,
+)
+
+
 def queries(now: datetime) -> list[tuple[str, str, Any]]:
     """(name, kind, statement) of every query timed: what smsq builds, with the times a sweep uses."""
     cutoff = now - timedelta(seconds=Settings.model_fields["submit_timeout_s"].default)
     out: list[tuple[str, str, Any]] = [
         ("release: expired unsent jobs", "sweep", expired_query(now)),
         ("release: due scheduled jobs", "sweep", due_scheduled_query(now)),
-        ("release: connections with due queued jobs", "sweep", waiting_connections_query(now)),
+        ("release: connections with due queued jobs", "sweep", waiting_connections_query(CONNECTIONS, now)),
         ("reconcile: stuck submitting jobs", "sweep", stuck_query(cutoff)),
         ("reconcile: in-flight submissions", "sweep", in_flight_query(cutoff)),
-        ("poll: due accepted submissions (default)", "sweep", due_submissions_query("default", now)),
+        (
+            "poll: due accepted submissions (default)",
+            "sweep",
+            due_submissions_query("default", now, DEFAULT_POLL_BATCH),
+        ),
         ("poll: oldest accepted submission (default)", "sweep", oldest_accepted_query("default")),
         ("callbacks: changed recipients", "sweep", changed_recipients_query()),
         ("callbacks: closable jobs", "sweep", closable_jobs_query()),
@@ -232,9 +244,8 @@ def queries(now: datetime) -> list[tuple[str, str, Any]]:
 #: its answer, and the bench's open set (queued, in-flight, accepted) grows with the dataset.
 GROWS_WITH_ANSWER = {
     "release: connections with due queued jobs": (
-        "reads every due queued job's entry of `ix_smsq_job_queued_due` (index-only) to find the lowest "
-        "QoS rank per connection: the bench's backlog is 0.8 % of jobs, 80 at 10,000 rows and 8,000 at "
-        "1,000,000, so the read grows 100x while the answer stays 2 rows"
+        "reads each connection's backlog head from `ix_smsq_job_head` up to its first due job; the "
+        "bench's backlog is 0.8 % of jobs (80 at 10,000 rows and 8,000 at 1,000,000)"
     ),
     "reconcile: stuck submitting jobs": (
         "returns every claim stuck past the timeout (the bench leaves 0.1 % of jobs in `submitting`: 8 "
@@ -245,8 +256,9 @@ GROWS_WITH_ANSWER = {
         "(index-only on `ix_smsq_submission_in_flight_ids` since 0005): the answer grows 100x"
     ),
     "poll: due accepted submissions (default)": (
-        "returns the due accepted submissions, whole rows, up to `POLL_BATCH` (500): about 16 at "
-        "10,000 rows and the full 500 at 1,000,000 (1,600 due), each a heap page of its own"
+        "returns the due accepted submissions (without their request bodies) up to the poll cycle's batch "
+        "(`poll_batch`: 34 with the default limit and poll interval): about 16 at 10,000 rows and 34 at "
+        "1,000,000 (1,600 due), each a heap page of its own"
     ),
 }
 

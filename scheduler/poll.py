@@ -15,11 +15,13 @@ Every call goes through the connection's limiter as a "poll" call.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from models.db import fixed, transaction, utc
@@ -37,8 +39,10 @@ from worker.runtime import Runtime
 
 log = logging.getLogger("smsq.poll")
 
-#: Submissions examined per connection and cycle.
+#: Submissions examined per connection and cycle: at most this many, at least POLL_BATCH_MIN, and in
+#: between twice the calls the connection's whole budget allows between two cycles (`poll_batch`).
 POLL_BATCH = 500
+POLL_BATCH_MIN = 20
 #: Listing window slack around our own submission times.
 LISTING_SLACK = timedelta(minutes=5)
 
@@ -53,18 +57,29 @@ class PollReport:
     postponed: bool = False
 
 
-def due_submissions_query(connection: str, now: datetime) -> Any:
-    """The connection's accepted submissions due a poll (`ix_smsq_submission_accepted_due`; the state is
-    a SQL literal so a prepared statement's generic plan uses that partial index too)."""
+def poll_batch(rate_limit_calls: int, rate_limit_period_s: float, poll_interval_s: float) -> int:
+    """How many due submissions one poll cycle takes. A closed provider job costs a call (its recipient
+    reports), an open one none (the cycle's one listing covers it), so twice the calls the connection's
+    budget allows between two cycles, within [POLL_BATCH_MIN, POLL_BATCH]: reading more only to stop at
+    the limiter wastes the read, and the rest stay due, in order, for the next cycle."""
+    per_cycle = rate_limit_calls * poll_interval_s / rate_limit_period_s
+    return max(POLL_BATCH_MIN, min(POLL_BATCH, math.ceil(2 * per_cycle)))
+
+
+def due_submissions_query(connection: str, now: datetime, limit: int = POLL_BATCH) -> Any:
+    """The connection's accepted submissions due a poll, earliest first (`ix_smsq_submission_accepted_due`;
+    the state is a SQL literal so a prepared statement's generic plan uses that partial index too). The
+    exact request body is not read: a poll never needs it (a resend after "absent" does)."""
     return (
         select(Submission)
+        .options(defer(Submission.body))  # type: ignore[arg-type]
         .where(
             Submission.connection == connection,
             Submission.state == fixed(SubmissionState.ACCEPTED),
             col(Submission.next_poll_at) <= now,
         )
         .order_by(col(Submission.next_poll_at))
-        .limit(POLL_BATCH)
+        .limit(limit)
     )
 
 
@@ -85,8 +100,10 @@ def poll_connection(rt: Runtime, connection: str) -> PollReport:
     if provider is ProviderKey.SENDMODE:
         return report
     now = rt.clock.now()
+    conn = rt.connection(connection)
+    limit = poll_batch(conn.rate_limit_calls, conn.rate_limit_period_s, rt.settings.poll_interval_s)
     with transaction(rt.sessions) as session:
-        due = list(session.exec(due_submissions_query(connection, now)))
+        due = list(session.exec(due_submissions_query(connection, now, limit)))
     if not due:
         return report
     client = rt.client(connection)

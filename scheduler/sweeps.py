@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import union_all, update
 from sqlmodel import col, select
 
 from models.db import fixed, fixed_in, transaction
@@ -71,13 +72,21 @@ def due_scheduled_query(now: datetime) -> Any:
     )
 
 
-def waiting_connections_query(now: datetime) -> Any:
-    """Connections with due queued jobs, express first (`ix_smsq_job_queued_due`, index-only)."""
-    return (
-        select(Job.connection, func.min(Job.qos_rank))
-        .where(Job.state == fixed(JobState.QUEUED), Job.due_at <= now)
-        .group_by(col(Job.connection))
-    )
+def waiting_connections_query(connections: Sequence[str], now: datetime) -> Any:
+    """Each connection's due backlog head: (connection, QoS rank), one row per connection with due queued
+    jobs. Per connection it is the claim's own head query (`ix_smsq_job_head`, read in (qos_rank,
+    created_at) order up to the first due job), so it reads a few index entries whatever the backlog,
+    instead of every due job's entry to find the lowest rank."""
+    heads = [
+        select(Job.connection, Job.qos_rank)
+        .where(Job.connection == name, Job.state == fixed(JobState.QUEUED), Job.due_at <= now)
+        .order_by(col(Job.qos_rank), col(Job.created_at))
+        .limit(1)
+        .subquery()
+        for name in connections
+    ]
+    parts = [select(head.c.connection, head.c.qos_rank) for head in heads]
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
 def stuck_query(cutoff: datetime) -> Any:
@@ -121,7 +130,7 @@ def release(rt: Runtime) -> SweepReport:
     with transaction(rt.sessions) as session:
         due_ids = list(session.exec(due_scheduled_query(now)))
         report.released = move_jobs(session, due_ids, JobState.QUEUED, now, sources=[JobState.SCHEDULED])
-        waiting = session.exec(waiting_connections_query(now)).all()
+        waiting = session.execute(waiting_connections_query(list(rt.connections), now)).all()
     for connection, rank in waiting:
         if rt.wake(connection, express=rank == 0):
             report.republished += 1

@@ -23,7 +23,7 @@ ROWS = 5000
 EXPECTED = {
     "release: expired unsent jobs": "ix_smsq_job_unsent_expires",
     "release: due scheduled jobs": "ix_smsq_job_scheduled_due",
-    "release: connections with due queued jobs": "ix_smsq_job_queued_due",
+    "release: connections with due queued jobs": "ix_smsq_job_head",
     "reconcile: stuck submitting jobs": "ix_smsq_job_submitting_claimed",
     "reconcile: in-flight submissions": "ix_smsq_submission_in_flight_ids",
     "poll: due accepted submissions (default)": "ix_smsq_submission_accepted_due",
