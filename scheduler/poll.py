@@ -32,6 +32,7 @@ from models.tables import Submission, SubmissionState
 from models.windows import may_poll, poll_time
 from scheduler.outcomes import Report, apply_reports, finish_jobs, read_statuses, write_statuses
 from worker.errors import ProviderError, RateLimitExceeded
+from worker.memory import batch_gate
 from worker.metrics.counters import count_outcomes
 from worker.providers import RetarusClient, RetarusHttpClient
 from worker.rate_limit.transport import call_kind
@@ -150,13 +151,18 @@ def _poll_retarus(
         # the slowest one; a single-recipient job waits for the long-open refresh.
         refresh = not closed and (sub.recipient_count > 1 or now - last >= refresh_after)
         if closed or past_deadline or refresh:
-            # Converted as read: the parsed answer (thousands of models) is freed before the rows are written.
-            reports = [_from_rest(item) for item in client.recipient_reports(sub.provider_job_id)]
-            if refresh and not (closed or past_deadline):
-                report.refreshes += 1
-            else:
-                report.reports += 1
-            _record(rt, sub, reports, now, provider_closed=closed, close_unknown=past_deadline, report=report)
+            with batch_gate(sub.recipient_count):  # one large batch in memory per process (worker/memory.py)
+                # Converted as read: the parsed answer (thousands of models) is freed before the rows are
+                # written.
+                reports = [_from_rest(item) for item in client.recipient_reports(sub.provider_job_id)]
+                if refresh and not (closed or past_deadline):
+                    report.refreshes += 1
+                else:
+                    report.reports += 1
+                _record(
+                    rt, sub, reports, now, provider_closed=closed, close_unknown=past_deadline, report=report
+                )
+                del reports
         else:
             _reschedule(rt, sub, now)
 

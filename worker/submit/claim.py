@@ -50,11 +50,17 @@ class Claim(Generic[T]):
 
 
 def claim_batch(
-    rt: Runtime, connection: str, provider: ProviderKey, prepare: Callable[[Session, str, datetime], T]
+    rt: Runtime,
+    connection: str,
+    provider: ProviderKey,
+    prepare: Callable[[Session, str, datetime], T],
+    *,
+    limit: int | None = None,
 ) -> Claim[T] | None:
-    """Claim the head job and its compatible followers, then run `prepare(session, token, now)` in the same
-    transaction (it reads what the round needs and commits the calls' evidence); None when nothing is due."""
-    limit = round_limit(rt, connection, provider)
+    """Claim the head job and its compatible followers (up to `limit` recipients, by default
+    `round_limit`), then run `prepare(session, token, now)` in the same transaction (it reads what the round
+    needs and commits the calls' evidence); None when nothing is due."""
+    limit = round_limit(rt, connection, provider) if limit is None else limit
     for _ in range(_CLAIM_ATTEMPTS):
         now = rt.clock.now()
         with transaction(rt.sessions) as session:

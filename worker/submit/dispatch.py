@@ -40,13 +40,14 @@ from worker.errors import (
     RateLimitExceeded,
     RetryableProviderError,
 )
+from worker.memory import batch_gate
 from worker.metrics.counters import ENQUEUE_TO_SUBMITTED, RECIPIENTS_SUBMITTED, observe_all
 from worker.policy.credits import RECHECK_S as CREDIT_RECHECK_S
 from worker.policy.credits import credit_pause
 from worker.rate_limit.transport import MAX_WAIT_S, CallTrace, call_kind
 from worker.runtime import Runtime
 from worker.submit.calls import ProviderCall
-from worker.submit.claim import claim_batch
+from worker.submit.claim import claim_batch, round_limit
 from worker.submit.record import (
     Prepared,
     accept,
@@ -129,13 +130,16 @@ def submit_next(connection: str, rt: Runtime, *, invite: bool = False) -> RoundR
     if wait_s > MAX_WAIT_S:
         limiter.mark_send_demand()  # sends filled their share and wait: polls keep to their reserve
         return RoundResult("throttled", wait_s=wait_s)
-    claim = claim_batch(rt, connection, provider, preparer(rt, connection, provider))
-    if claim is None:
-        return RoundResult("idle")
-    if claim.full:  # more backlog than one call carries: sends have demand
-        limiter.mark_send_demand()
-    invited = invite and claim.full and rt.wake(connection)
-    result = submit_claim(rt, connection, claim.token, claim.prepared)
+    limit = round_limit(rt, connection, provider)
+    with batch_gate(limit):  # one large batch in memory per process at a time (worker/memory.py)
+        claim = claim_batch(rt, connection, provider, preparer(rt, connection, provider), limit=limit)
+        if claim is None:
+            return RoundResult("idle")
+        if claim.full:  # more backlog than one call carries: sends have demand
+            limiter.mark_send_demand()
+        invited = invite and claim.full and rt.wake(connection)
+        result = submit_claim(rt, connection, claim.token, claim.prepared)
+        del claim  # its rows and bodies are freed before another thread's batch may start
     result.invited = invited
     return result
 
