@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import DateTime, String, Text, bindparam, column, update, values
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
@@ -127,11 +127,23 @@ class _Outcome:
     finished_ts: datetime | None
 
 
+#: Jobs finished per UPDATE statement on PostgreSQL (6 parameters each).
+_FINISH_CHUNK = 1000
+_FINISH_COLUMNS = (
+    column("b_id", String),
+    column("b_state", String),
+    column("state", String),
+    column("reason", Text),
+    column("finished_at", DateTime(timezone=True)),
+    column("updated_at", DateTime(timezone=True)),
+)
+
+
 def finish_jobs(session: Session, job_ids: Iterable[str], now: datetime) -> None:
     """Jobs whose recipients are all final become terminal; their finished time is the last recipient's.
 
-    Two reads (the jobs, their recipients) and one conditional executemany, whatever the number of jobs;
-    a job that moved meanwhile (its state no longer the one read) is left alone."""
+    Two reads (the jobs, their recipients) and one conditional UPDATE per 1,000 jobs (an executemany on
+    SQLite); a job that moved meanwhile (its state no longer the one read) is left alone."""
     ids = list(job_ids)
     if not ids:
         return
@@ -166,11 +178,35 @@ def finish_jobs(session: Session, job_ids: Iterable[str], now: datetime) -> None
         if submitted is not None:
             waits.setdefault(job.connection, []).append((finished_at - submitted).total_seconds())
     if params:
+        _write_finished(session, params)
+    for connection, seconds in waits.items():
+        observe_all(SUBMITTED_TO_FINAL, connection, seconds)
+
+
+def _write_finished(session: Session, params: list[dict[str, Any]]) -> None:
+    """Move the jobs of `params` (id and state read, new state, reason and times) if still in that state."""
+    if session.get_bind().dialect.name == "postgresql":
+        # One UPDATE ... FROM (VALUES ...) per chunk, not one statement per job: each statement fires the
+        # gauge trigger once (migration 0006), so 3,000 finished jobs cost one firing instead of 3,000.
+        for start in range(0, len(params), _FINISH_CHUNK):
+            chunk = params[start : start + _FINISH_CHUNK]
+            given = values(*_FINISH_COLUMNS, name="finished").data(
+                [tuple(row[c.name] for c in _FINISH_COLUMNS) for row in chunk]
+            )
+            session.connection().execute(
+                update(Job)
+                .where(col(Job.id) == given.c.b_id, col(Job.state) == given.c.b_state)
+                .values(
+                    state=given.c.state,
+                    reason=given.c.reason,
+                    finished_at=given.c.finished_at,
+                    updated_at=given.c.updated_at,
+                )
+            )
+    else:  # SQLite: no triggers, and UPDATE ... FROM needs 3.33
         statement = (
             update(Job)
             .where(col(Job.id) == bindparam("b_id"), col(Job.state) == bindparam("b_state"))
             .values({name: bindparam(name) for name in ("state", "reason", "finished_at", "updated_at")})
         )
         session.connection().execute(statement, params)
-    for connection, seconds in waits.items():
-        observe_all(SUBMITTED_TO_FINAL, connection, seconds)
