@@ -94,10 +94,9 @@ def test_a_one_recipient_update_after_a_large_one_looks_up_only_its_job(
         conn.commit()
         assert seq_read == 0, f"5 one-recipient updates read {seq_read} job rows in sequence"
         # Every open job's recipients are counted under their outcome (the gauges stay exact).
-        counts = dict(
-            conn.execute(
-                "SELECT label, sum(n) FROM smsq_gauge_delta WHERE gauge = 'recipients' GROUP BY label"
-            ).fetchall()
-        )
+        rows = conn.execute(
+            "SELECT label, sum(n) FROM smsq_gauge_delta WHERE gauge = 'recipients' GROUP BY label"
+        ).fetchall()
+        counts: dict[str, int] = {str(label): int(n) for label, n in rows}
         assert counts.get("sent") == 6005
-        assert sum(int(v) for v in counts.values()) == 3 * JOBS
+        assert sum(counts.values()) == 3 * JOBS
