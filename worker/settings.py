@@ -190,9 +190,10 @@ class Settings(BaseSettings):
     retention_batch: int = Field(1000, ge=1, le=100_000)  # jobs per batch (one transaction each)
     retention_max_batches: int = Field(20, ge=1)  # batches per sweep run
 
-    #: Beat's leader lease (worker/beat_leader.py): a standby beat takes over at most this long after the
-    #: leader stopped renewing it.
-    beat_lease_s: float = Field(10.0, ge=1)
+    #: Beat's leader lease (worker/beat_leader.py): a standby beat takes over at most a lease and a quarter
+    #: after the leader stopped renewing it, so a sweep's gap is at most its interval plus that: with the
+    #: 5 s release interval, 6 s keeps it within three intervals (12.5 s).
+    beat_lease_s: float = Field(6.0, ge=1)
 
     @field_validator("default_country", mode="before")
     @classmethod
