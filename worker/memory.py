@@ -4,8 +4,7 @@ A drain round or a poll handles up to 3,000 recipients at once: their rows, requ
 freed when the round ends, but glibc's allocator keeps the freed pages inside each thread's heap, so a
 worker whose threads once held several batches at the same time keeps that peak as resident memory for
 good (measured: +50 MB on a `-P threads -c 4` worker after a 30,000-job backlog). `malloc_trim(0)`
-returns those free pages; it is called when a drain or poll task ends (worker/app.py) and after every
-large batch (`batch_gate`). Where the C
+returns those free pages; it is called when a drain or poll task ends (worker/app.py). Where the C
 library has no `malloc_trim` (musl, macOS) this does nothing.
 
 Trimming cannot return what CPython's own small-object arenas hold: an arena is freed only when every
@@ -57,14 +56,9 @@ def release_freed_memory() -> bool:
 
 @contextmanager
 def batch_gate(recipients: int) -> Iterator[None]:
-    """Hold the process's batch gate while a batch of `recipients` (if large) is in memory; when it ends,
-    hand the C allocator's freed pages back before the next batch may start (each thread has its own
-    glibc arena, which keeps its peak until trimmed)."""
+    """Hold the process's batch gate while a batch of `recipients` (if large) is in memory."""
     if recipients < LARGE_BATCH:
         yield
         return
     with _GATE:
-        try:
-            yield
-        finally:
-            release_freed_memory()
+        yield

@@ -54,13 +54,11 @@ def claim_batch(
     connection: str,
     provider: ProviderKey,
     prepare: Callable[[Session, str, datetime], T],
-    *,
-    limit: int | None = None,
+    limit: int,
 ) -> Claim[T] | None:
-    """Claim the head job and its compatible followers (up to `limit` recipients, by default
-    `round_limit`), then run `prepare(session, token, now)` in the same transaction (it reads what the round
-    needs and commits the calls' evidence); None when nothing is due."""
-    limit = round_limit(rt, connection, provider) if limit is None else limit
+    """Claim the head job and its compatible followers (up to `limit` recipients: `round_limit`), then run
+    `prepare(session, token, now)` in the same transaction (it reads what the round needs and commits the
+    calls' evidence); None when nothing is due."""
     for _ in range(_CLAIM_ATTEMPTS):
         now = rt.clock.now()
         with transaction(rt.sessions) as session:

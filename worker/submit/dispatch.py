@@ -132,7 +132,7 @@ def submit_next(connection: str, rt: Runtime, *, invite: bool = False) -> RoundR
         return RoundResult("throttled", wait_s=wait_s)
     limit = round_limit(rt, connection, provider)
     with batch_gate(limit):  # one large batch in memory per process at a time (worker/memory.py)
-        claim = claim_batch(rt, connection, provider, preparer(rt, connection, provider), limit=limit)
+        claim = claim_batch(rt, connection, provider, preparer(rt, connection, provider), limit)
         if claim is None:
             return RoundResult("idle")
         if claim.full:  # more backlog than one call carries: sends have demand
