@@ -2,12 +2,16 @@
 
 PL/pgSQL keeps the plan of a static statement for the whole session, sized by the transition table of its
 first firing: after a 2,000-job UPDATE, every one-job UPDATE read the whole recipient table (75 ms each at
-30,000 recipients, so a poll finishing 3,000 jobs one statement at a time took minutes). Migration 0006
-plans those statements at every firing; the table statistics of the transaction show what was read.
+30,000 recipients, so a poll finishing 3,000 jobs one statement at a time took minutes), and every
+one-recipient UPDATE could scan `smsq_job` the same way. Migration 0006 plans the job trigger's statements
+at every firing and forces primary-key lookups in the recipient triggers; the table statistics of the
+transaction show what was read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -24,6 +28,25 @@ def _request(i: int) -> dict[str, Any]:
     return {"messages": [{"text": "Hi", "recipients": [{"dst": d} for d in dsts]}]}
 
 
+@contextmanager
+def _filled(postgres_url: str, redis_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """JOBS jobs of 3 recipients enqueued as an application does, analyzed; a fresh session on them."""
+    settings = load_settings(
+        database_url=postgres_url, broker_url=redis_url, provider_username="u", provider_password="p"
+    )
+    rt = Runtime(settings)
+    rt.wake = lambda *args, **kwargs: True  # type: ignore[method-assign]
+    try:
+        enqueue_many([_request(i) for i in range(JOBS)], runtime=rt)
+    finally:
+        rt.close()
+    with psycopg.connect(postgres_url.replace("+psycopg", "")) as conn:
+        conn.execute("ANALYZE smsq_job")
+        conn.execute("ANALYZE smsq_recipient")
+        conn.commit()
+        yield conn
+
+
 def _seq_reads(conn: psycopg.Connection[Any], table: str) -> int:
     row = conn.execute(
         "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_xact_user_tables WHERE relname = %s", (table,)
@@ -35,20 +58,8 @@ def _seq_reads(conn: psycopg.Connection[Any], table: str) -> int:
 def test_a_one_job_update_after_a_large_one_reads_only_that_jobs_recipients(
     postgres_url: str, redis_url: str
 ) -> None:
-    settings = load_settings(
-        database_url=postgres_url, broker_url=redis_url, provider_username="u", provider_password="p"
-    )
-    rt = Runtime(settings)
-    rt.wake = lambda *args, **kwargs: True  # type: ignore[method-assign]
-    try:
-        enqueue_many([_request(i) for i in range(JOBS)], runtime=rt)
-    finally:
-        rt.close()
-    with psycopg.connect(postgres_url.replace("+psycopg", "")) as conn:
+    with _filled(postgres_url, redis_url) as conn:
         ids = [row[0] for row in conn.execute("SELECT id FROM smsq_job ORDER BY created_at")]
-        conn.execute("ANALYZE smsq_job")
-        conn.execute("ANALYZE smsq_recipient")
-        conn.commit()
         # The session's first firing: 2,000 jobs leave the open states at once.
         conn.execute("UPDATE smsq_job SET state = 'canceled' WHERE id = ANY(%s)", (ids[:2000],))
         conn.commit()
@@ -70,20 +81,8 @@ def test_a_one_job_update_after_a_large_one_reads_only_that_jobs_recipients(
 def test_a_one_recipient_update_after_a_large_one_looks_up_only_its_job(
     postgres_url: str, redis_url: str
 ) -> None:
-    settings = load_settings(
-        database_url=postgres_url, broker_url=redis_url, provider_username="u", provider_password="p"
-    )
-    rt = Runtime(settings)
-    rt.wake = lambda *args, **kwargs: True  # type: ignore[method-assign]
-    try:
-        enqueue_many([_request(i) for i in range(JOBS)], runtime=rt)
-    finally:
-        rt.close()
-    with psycopg.connect(postgres_url.replace("+psycopg", "")) as conn:
+    with _filled(postgres_url, redis_url) as conn:
         ids = [row[0] for row in conn.execute("SELECT id FROM smsq_recipient ORDER BY id")]
-        conn.execute("ANALYZE smsq_job")
-        conn.execute("ANALYZE smsq_recipient")
-        conn.commit()
         # The session's first firing: 6,000 recipients change outcome at once (a large report).
         conn.execute("UPDATE smsq_recipient SET outcome = 'sent' WHERE id = ANY(%s)", (ids[:6000],))
         conn.commit()
