@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, String, Table, any_, bindparam, event, literal
+from sqlalchemy import ARRAY, String, Table, TextClause, any_, bindparam, event, literal, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -100,6 +100,30 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
     if bind.dialect.name == "postgresql":
         return column == any_(bindparam(None, items, type_=ARRAY(String)))
     return column.in_(items)
+
+
+def update_from_arrays(
+    table: Table, key: str, columns: dict[str, str], *, guard: str | None = None
+) -> TextClause:
+    """PostgreSQL: `UPDATE table SET c = f.c, ... FROM unnest(:key, :c, ...) AS f WHERE table.key = f.key`.
+
+    Many rows, each with its own values, in one statement whose parameters are one array per column
+    (`columns`: name -> PostgreSQL type, the key included), not one parameter per value: cheap to build
+    and to send, and it fires a statement-level trigger once. With `guard`, a row moves only while
+    `table.guard` still equals the parameter `b_<guard>` (the value read before), so a concurrent writer
+    that got there first is not overwritten."""
+    arrays = {key: columns[key], **({f"b_{guard}": columns[guard]} if guard else {}),
+              **{name: kind for name, kind in columns.items() if name != key}}  # fmt: skip
+    sets = ", ".join(f"{name} = f.{name}" for name in columns if name != key)
+    unnest = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in arrays.items())
+    where = f"t.{key} = f.{key}" + (f" AND t.{guard} = f.b_{guard}" if guard else "")
+    return text(
+        f"UPDATE {table.name} AS t SET {sets} FROM unnest({unnest}) AS f({', '.join(arrays)}) WHERE {where}"
+    )
+
+
+def is_postgres(session: Session) -> bool:
+    return bool(session.get_bind().dialect.name == "postgresql")
 
 
 def fixed(value: str) -> Any:
