@@ -12,11 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from models.db import json_loads
 from models.enums import ProviderKey
-from models.retarus import JobRequest
+from models.retarus import MAX_RECIPIENTS_PER_JOB, JobRequest, Message, Options
 from models.sendmode import SendmodeMessage
 from worker.providers import RetarusClient, RetarusHttpClient, SendmodeClient
+
+#: Messages of a Retarus body validated at a time (`_retarus_call`).
+_VALIDATE_SLICE = 250
+_MESSAGES = TypeAdapter(list[Message])
+_OPTIONS = TypeAdapter(Options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,28 +134,41 @@ def _retarus_call(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> Provider
     options = dict(head.options)
     # Second net against duplicates: an equal request within 10 minutes is refused with 409.
     options.setdefault("duplicateDetection", True)
-    messages: list[dict[str, Any]] = []
     groups: dict[tuple[str, int], list[Pending]] = {}
     for row in ready:
         groups.setdefault((row.job_id, row.message_index), []).append(row)
-    for (job_id, message_index), rows in groups.items():
-        text = jobs[job_id].texts[message_index]
-        recipients = []
-        for row in rows:
-            item: dict[str, Any] = {"dst": row.dst, "customerRef": row.id}
-            if row.blackouts is not None:
-                item["blackoutPeriods"] = row.blackouts
-            recipients.append(item)
-        messages.append({"text": text, "recipients": recipients})
-    # Validated once here; the call posts exactly the body stored with its submission.
-    body = JobRequest.model_validate({"messages": messages, "options": options}).model_dump(
-        mode="json", exclude_none=True
-    )
+    items = list(groups.items())
+    del groups
+    # Validated here, a slice of messages at a time, so a 3,000-message body never exists three times at
+    # once (as built, as models, as dumped); the call posts exactly the body stored with its submission.
+    messages: list[dict[str, Any]] = []
+    for start in range(0, len(items), _VALIDATE_SLICE):
+        built = [
+            _message(jobs[job_id].texts[index], rows)
+            for (job_id, index), rows in items[start : start + _VALIDATE_SLICE]
+        ]
+        messages.extend(
+            _MESSAGES.dump_python(_MESSAGES.validate_python(built), mode="json", exclude_none=True)
+        )
+    if not messages or len(ready) > MAX_RECIPIENTS_PER_JOB:  # refused by the whole model, with its error
+        JobRequest.model_validate({"messages": messages, "options": options})
+    body = {"messages": messages, "options": _OPTIONS.dump_python(
+        _OPTIONS.validate_python(options), mode="json", exclude_none=True)}  # fmt: skip
 
     def run(client: RetarusClient) -> str:
         return client.post_job(body)
 
     return ProviderCall(ready, sorted({row.job_id for row in ready}), run, body)
+
+
+def _message(text: str, rows: list[Pending]) -> dict[str, Any]:
+    recipients = []
+    for row in rows:
+        item: dict[str, Any] = {"dst": row.dst, "customerRef": row.id}
+        if row.blackouts is not None:
+            item["blackoutPeriods"] = row.blackouts
+        recipients.append(item)
+    return {"text": text, "recipients": recipients}
 
 
 def _sendmode_calls(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> list[ProviderCall]:

@@ -15,12 +15,13 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from models.db import one_of, transaction, utc
+from models.db import is_postgres, one_of, table_of, transaction, update_from_arrays, utc
 from models.enums import JobState, Outcome
 from models.tables import Job, Recipient, Submission, SubmissionState
 from worker.errors import (
@@ -47,7 +48,49 @@ class Requeued:
     delay_s: float = 0.0
 
 
-def finish_recipient(row: Recipient, outcome: Outcome, reason: str, now: datetime) -> None:
+@dataclass(slots=True)
+class _JobCols:
+    """The job columns settling reads and may write: columns, not ORM rows (a round settles up to 3,000
+    jobs; loading them as `Job` objects parsed every stored request and cost ~16 MB per round)."""
+
+    id: str
+    state: str
+    connection: str
+    qos_rank: int
+    attempts: int
+    reason: str | None
+    submitted_at: datetime | None
+    finished_at: datetime | None
+    claim_token: str | None
+    due_at: datetime
+    updated_at: datetime
+
+
+@dataclass(slots=True)
+class _RecipientCols:
+    """The recipient columns settling reads; `finish_recipient` changes them in memory."""
+
+    id: str
+    job_id: str
+    submission_id: str | None
+    final: bool
+    due_at: datetime | None
+    outcome: str
+    reason: str | None
+    finished_ts: datetime | None
+    updated_at: datetime | None
+
+
+_JOB_COLUMNS = tuple(col(getattr(Job, name)) for name in _JobCols.__slots__)
+_RECIPIENT_COLUMNS = tuple(col(getattr(Recipient, name)) for name in _RecipientCols.__slots__)
+#: What a settled job may have changed, written back guarded by the state read (PostgreSQL types).
+_WRITTEN = {"id": "varchar", "state": "varchar", "updated_at": "timestamptz", "reason": "text",
+            "submitted_at": "timestamptz", "finished_at": "timestamptz", "claim_token": "varchar",
+            "due_at": "timestamptz", "attempts": "integer"}  # fmt: skip
+_JOB_UPDATE = update_from_arrays(table_of(Job), "id", _WRITTEN, guard="state")
+
+
+def finish_recipient(row: _RecipientCols, outcome: Outcome, reason: str, now: datetime) -> None:
     row.outcome, row.final, row.reason, row.updated_at = outcome, True, clip(reason), now
     row.finished_ts = row.finished_ts or now
 
@@ -81,36 +124,76 @@ def settle_jobs(
     failure: Failure | None = None,
     retry: bool = False,
 ) -> list[Requeued]:
-    """Move each job to the state its recipients imply; returns the jobs queued again."""
+    """Move each job to the state its recipients imply; returns the jobs queued again.
+
+    Three reads and at most two kinds of write, as columns: the jobs that moved in one UPDATE (from
+    arrays on PostgreSQL, an executemany elsewhere), each only if still in the state read, and the
+    recipients whose retries ran out in one UPDATE per reason."""
     if not job_ids:
         return []
     now = rt.clock.now()
     requeue: list[Requeued] = []
     with transaction(rt.sessions) as session:
-        jobs = list(session.exec(select(Job).where(col(Job.id).in_(job_ids))))
-        rows = list(session.exec(select(Recipient).where(col(Recipient.job_id).in_(job_ids))))
+        jobs = [_JobCols(*row) for row in session.execute(
+            sa_select(*_JOB_COLUMNS).where(one_of(session, col(Job.id), job_ids))
+        )]  # fmt: skip
+        rows = [_RecipientCols(*row) for row in session.execute(
+            sa_select(*_RECIPIENT_COLUMNS).where(one_of(session, col(Recipient.job_id), job_ids))
+        )]  # fmt: skip
         sub_ids = {row.submission_id for row in rows if row.submission_id}
         in_flight = set(
             session.exec(
                 select(Submission.id).where(
-                    col(Submission.id).in_(sub_ids), Submission.state == SubmissionState.IN_FLIGHT
+                    one_of(session, col(Submission.id), sub_ids), Submission.state == SubmissionState.IN_FLIGHT
                 )
             )
-        )
-        by_job: dict[str, list[Recipient]] = {}
+        ) if sub_ids else set()  # fmt: skip
+        by_job: dict[str, list[_RecipientCols]] = {}
         for row in rows:
             by_job.setdefault(row.job_id, []).append(row)
+        moved: list[tuple[str, _JobCols]] = []  # (state read, job as settled)
+        failed: dict[str, list[str]] = {}  # reason -> recipients whose retries ran out
         for job in jobs:
-            delay_s = _settle(job, by_job.get(job.id, []), in_flight, now, rt, failure if retry else None)
+            read = job.state
+            delay_s = _settle(
+                job, by_job.get(job.id, []), in_flight, now, rt, failure if retry else None, failed
+            )
+            if job.updated_at == now or job.state != read:
+                moved.append((read, job))
             if delay_s is not None:
                 requeue.append(Requeued(job.id, job.connection, job.qos_rank == 0, delay_s))
-            session.add(job)
-        session.add_all(rows)
+        _write_jobs(session, moved)
+        for reason, ids in failed.items():
+            finish_recipients(session, ids, Outcome.FAILED, reason, now)
     return requeue
 
 
+def _write_jobs(session: Session, moved: list[tuple[str, _JobCols]]) -> None:
+    if not moved:
+        return
+    if is_postgres(session):
+        columns: dict[str, list[Any]] = {name: [getattr(job, name) for _, job in moved] for name in _WRITTEN}
+        columns["b_state"] = [read for read, _ in moved]
+        session.connection().execute(_JOB_UPDATE, columns)
+        return
+    statement = (
+        update(Job)
+        .where(col(Job.id) == bindparam("b_id"), col(Job.state) == bindparam("b_state"))
+        .values({name: bindparam(name) for name in _WRITTEN if name != "id"})
+    )
+    params = [{"b_id": job.id, "b_state": read, **{name: getattr(job, name) for name in _WRITTEN if name != "id"}}
+              for read, job in moved]  # fmt: skip
+    session.connection().execute(statement, params)
+
+
 def _settle(
-    job: Job, rows: list[Recipient], in_flight: set[str], now: datetime, rt: Runtime, failure: Failure | None
+    job: _JobCols,
+    rows: list[_RecipientCols],
+    in_flight: set[str],
+    now: datetime,
+    rt: Runtime,
+    failure: Failure | None,
+    failed: dict[str, list[str]],
 ) -> float | None:
     """Settle one job; returns the delay after which it is due again when it was queued again."""
     if JobState(job.state).is_terminal:
@@ -131,7 +214,7 @@ def _settle(
         job.due_at = now + timedelta(seconds=delay_s)
         return delay_s
     if isinstance(failure, RetryableProviderError) and not isinstance(failure, ProviderThrottled):
-        return _retry_or_fail(job, rows, unsent, now, rt, failure)
+        return _retry_or_fail(job, rows, unsent, now, rt, failure, failed)
     wait_s = 0.0
     if isinstance(failure, ProviderThrottled):
         wait_s = failure.retry_after_s or 1.0
@@ -148,12 +231,20 @@ def _settle(
 
 
 def _retry_or_fail(
-    job: Job, rows: list[Recipient], unsent: list[Recipient], now: datetime, rt: Runtime, failure: Failure
+    job: _JobCols,
+    rows: list[_RecipientCols],
+    unsent: list[_RecipientCols],
+    now: datetime,
+    rt: Runtime,
+    failure: Failure,
+    failed: dict[str, list[str]],
 ) -> float | None:
     job.attempts += 1
     if job.attempts > rt.settings.send_max_retries:
+        reason = f"retries exhausted: {failure}"
         for row in unsent:
-            finish_recipient(row, Outcome.FAILED, f"retries exhausted: {failure}", now)
+            finish_recipient(row, Outcome.FAILED, reason, now)
+        failed.setdefault(reason, []).extend(row.id for row in unsent)
         job.reason = clip(f"failed after {job.attempts} attempts: {failure}")
         final = all(r.final for r in rows)
         move_job(job, terminal_state(job, rows) if final else JobState.SUBMITTED, now)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.engine import CursorResult
@@ -72,7 +72,19 @@ def job_predecessors(target: JobState) -> list[JobState]:
     return [source for source, targets in JOB_MOVES.items() if target in targets]
 
 
-def move_job(job: Job, target: JobState, now: datetime, *, reason: str | None = None) -> None:
+class MovableJob(Protocol):
+    """What `move_job` reads and stamps: a `Job` row, or the columns of one (`settle._JobCols`)."""
+
+    id: str
+    state: str
+    updated_at: datetime
+    reason: str | None
+    submitted_at: datetime | None
+    finished_at: datetime | None
+    claim_token: str | None
+
+
+def move_job(job: MovableJob, target: JobState, now: datetime, *, reason: str | None = None) -> None:
     """Move one loaded job, stamping the times that go with `target`; raises on an illegal move."""
     if not job_may_move(job.state, target):
         raise IllegalTransition("job", job.id, job.state, target)
