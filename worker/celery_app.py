@@ -29,6 +29,24 @@ def is_amqp(broker_url: str) -> bool:
     return broker_url.startswith(AMQP_SCHEMES)
 
 
+#: The shortest countdown Celery's native delayed delivery (RabbitMQ) can carry: it counts whole seconds.
+AMQP_MIN_COUNTDOWN_S = 1.0
+
+
+def broker_countdown(broker_url: str, countdown_s: float | None) -> float | None:
+    """The countdown to publish a message with (None: at once).
+
+    On RabbitMQ, Celery delays messages through native delayed delivery, in whole seconds, and refuses a
+    countdown under one second (`ValueError: countdown must be a positive number`): the message was not
+    published at all. There a sub-second countdown becomes one second, never zero, so a wake-up for jobs
+    due in 0.3 s still comes once they are due rather than finding them not due yet."""
+    if countdown_s is None or countdown_s <= 0:
+        return None
+    if countdown_s < AMQP_MIN_COUNTDOWN_S and is_amqp(broker_url):
+        return AMQP_MIN_COUNTDOWN_S
+    return countdown_s
+
+
 def amqp_queues() -> tuple[Any, ...]:
     """smsq's queues on RabbitMQ: durable quorum queues (replicated over the cluster's nodes), in the same
     order as on Redis, so a worker without -Q consumes express drains from their own queue."""

@@ -174,8 +174,9 @@ class Runtime:
             "retry": True,
             "retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         }
-        if countdown_s:
-            options["countdown"] = countdown_s
+        countdown = self._countdown(countdown_s)
+        if countdown:
+            options["countdown"] = countdown
         self.celery.signature("smsq.drain").apply_async(args=(connection,), **options)
 
     def wake(self, connection: str, *, express: bool = False, delay_s: float = 0.0) -> bool:
@@ -190,9 +191,15 @@ class Runtime:
 
     def publish_named(self, name: str, args: tuple[Any, ...], *, countdown_s: float | None = None) -> None:
         options: dict[str, Any] = {}
-        if countdown_s:
-            options["countdown"] = countdown_s
+        countdown = self._countdown(countdown_s)
+        if countdown:
+            options["countdown"] = countdown
         self.celery.signature(name).apply_async(args=args, **options)
+
+    def _countdown(self, countdown_s: float | None) -> float | None:
+        from worker.celery_app import broker_countdown
+
+        return broker_countdown(str(self.celery.conf.broker_url or ""), countdown_s)
 
     def close(self) -> None:
         for client in self._clients.values():

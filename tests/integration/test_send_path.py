@@ -85,6 +85,18 @@ def test_each_job_is_submitted_exactly_once(sandbox, database_url, runtime_facto
         assert job_status(handle.id, rt)["provider_job_id"].startswith("J.")
 
 
+def test_a_wake_up_due_in_under_a_second_reaches_the_broker(
+    sandbox, sqlite_url, runtime_factory, redis_client
+):
+    # Given a connection with no drain waiting
+    rt = runtime_factory(smsq_settings(sandbox, sqlite_url))
+    # When it must drain in 0.3 s (a throttled drain's slot frees, or jobs were queued again for 0.3 s)
+    assert rt.wake("default", delay_s=0.3) is True
+    # Then the drain message is published: with its countdown on Redis, after one second on RabbitMQ
+    # (native delayed delivery counts whole seconds and refused sub-second countdowns outright)
+    wait_until(lambda: broker_messages(redis_client) == 1, 10, what="the drain message in the broker")
+
+
 def test_four_workers_never_exceed_the_provider_limit(
     sandbox_factory, sqlite_url, runtime_factory, processes
 ):
