@@ -5,11 +5,14 @@ first firing: after a 2,000-job UPDATE, every one-job UPDATE read the whole reci
 30,000 recipients, so a poll finishing 3,000 jobs one statement at a time took minutes), and every
 one-recipient UPDATE could scan `smsq_job` the same way. Migration 0006 plans the job trigger's statements
 at every firing and forces primary-key lookups in the recipient triggers; the table statistics of the
-transaction show what was read.
+transaction show what was read. With statistics older than the open jobs (a burst enqueued before
+autovacuum analyzed it), 0006's recipient triggers still compared every changed recipient with every open
+job; migration 0007 looks each changed job up by primary key, which `auto_explain` shows.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -98,4 +101,49 @@ def test_a_one_recipient_update_after_a_large_one_looks_up_only_its_job(
         ).fetchall()
         counts: dict[str, int] = {str(label): int(n) for label, n in rows}
         assert counts.get("sent") == 6005
+        assert sum(counts.values()) == 3 * JOBS
+
+
+def _trigger_plans(conn: psycopg.Connection[Any], statement: str, params: tuple[Any, ...]) -> list[str]:
+    """The analyzed plans of the gauge trigger statements that `statement` fired (auto_explain)."""
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_analyze = on",
+                    "log_level = notice"):  # fmt: skip
+        conn.execute(f"SET LOCAL auto_explain.{setting}")
+    conn.execute(statement, params)
+    return [text for text in notices if "smsq_gauge_delta" in text]
+
+
+def test_a_large_recipient_update_looks_up_its_jobs_by_key_even_with_stale_statistics(
+    postgres_url: str, redis_url: str
+) -> None:
+    with _filled(postgres_url, redis_url) as conn:
+        # Statistics taken while no job was open; then every job open again, as after a burst of enqueues
+        # that autovacuum has not analyzed yet.
+        conn.execute("UPDATE smsq_job SET state = 'canceled'")
+        conn.commit()
+        conn.execute("ANALYZE smsq_job")
+        conn.execute("UPDATE smsq_job SET state = 'queued'")
+        conn.commit()
+        conn.execute("LOAD 'auto_explain'")
+        ids = [row[0] for row in conn.execute("SELECT id FROM smsq_recipient ORDER BY id LIMIT 3000")]
+        # A claim's UPDATE (the send path's, for every 3,000-recipient call) and a report's outcomes
+        for statement in (
+            "UPDATE smsq_recipient SET submission_id = 'x' WHERE id = ANY(%s)",
+            "UPDATE smsq_recipient SET outcome = 'sent' WHERE id = ANY(%s)",
+        ):
+            plans = _trigger_plans(conn, statement, (ids,))
+            assert len(plans) == 1
+            removed = sum(int(n) for n in re.findall(r"Rows Removed by Join Filter: (\d+)", plans[0]))
+            assert removed == 0, f"the trigger compared {removed} pairs of rows:\n{plans[0]}"
+            scanned = re.findall(r"(Seq Scan|Bitmap Heap Scan) on smsq_job", plans[0])
+            assert scanned == [], f"the trigger scanned smsq_job:\n{plans[0]}"
+        conn.commit()
+        # The gauges stay exact: 3,000 recipients moved from `queued` to `sent`, none lost.
+        rows = conn.execute(
+            "SELECT label, sum(n) FROM smsq_gauge_delta WHERE gauge = 'recipients' GROUP BY label"
+        ).fetchall()
+        counts: dict[str, int] = {str(label): int(n) for label, n in rows}
+        assert counts.get("sent") == 3000
         assert sum(counts.values()) == 3 * JOBS
