@@ -6,6 +6,7 @@ one file; PostgreSQL URLs are used as given (postgresql+psycopg://...).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, String, Table, TextClause, any_, bindparam, event, literal, text
+from sqlalchemy import ARRAY, String, Table, TextClause, any_, bindparam, event, literal, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -102,28 +103,55 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
     return column.in_(items)
 
 
-def update_from_arrays(
-    table: Table, key: str, columns: dict[str, str], *, guard: str | None = None
-) -> TextClause:
-    """PostgreSQL: `UPDATE table SET c = f.c, ... FROM unnest(:key, :c, ...) AS f WHERE table.key = f.key`.
+def update_rows(
+    session: Session,
+    table: Table,
+    key: str,
+    types: dict[str, str],
+    columns: dict[str, list[Any]],
+    *,
+    guard: str | None = None,
+) -> None:
+    """Update many rows of `table`, each with its own values, found by `key`.
 
-    Many rows, each with its own values, in one statement whose parameters are one array per column
-    (`columns`: name -> PostgreSQL type, the key included), not one parameter per value: cheap to build
-    and to send, and it fires a statement-level trigger once. With `guard`, a row moves only while
-    `table.guard` still equals the parameter `b_<guard>` (the value read before), so a concurrent writer
-    that got there first is not overwritten."""
-    arrays = {key: columns[key], **({f"b_{guard}": columns[guard]} if guard else {}),
-              **{name: kind for name, kind in columns.items() if name != key}}  # fmt: skip
-    sets = ", ".join(f"{name} = f.{name}" for name in columns if name != key)
+    `types`: each written column (the key included) and its PostgreSQL type; `columns`: one list of
+    values per name of `types`, row by row, plus `b_<guard>` (the values read) with `guard`, so a row
+    moves only while its `guard` column still holds that value and a concurrent writer that got there
+    first is not overwritten. PostgreSQL: one `UPDATE ... FROM unnest(arrays)`, one parameter per column
+    whatever the row count, firing a statement-level trigger once. Elsewhere: one executemany."""
+    names = list(types) + ([f"b_{guard}"] if guard else [])
+    if not columns[key]:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = _array_update(table, key, tuple(types.items()), guard)
+        session.connection().execute(arrays, {name: columns[name] for name in names})
+        return
+    where = [table.c[key] == bindparam(f"b_{key}")]
+    if guard:
+        where.append(table.c[guard] == bindparam(f"b_{guard}"))
+    written = [name for name in types if name != key]
+    statement = update(table).where(*where).values({name: bindparam(name) for name in written})
+    rows = [
+        dict(zip(names, values, strict=True)) for values in zip(*(columns[n] for n in names), strict=True)
+    ]
+    for row in rows:
+        row[f"b_{key}"] = row.pop(key)
+    session.connection().execute(statement, rows)
+
+
+@functools.cache
+def _array_update(
+    table: Table, key: str, types: tuple[tuple[str, str], ...], guard: str | None
+) -> TextClause:
+    kinds = dict(types)
+    arrays = {key: kinds[key], **({f"b_{guard}": kinds[guard]} if guard else {}),
+              **{name: kind for name, kind in types if name != key}}  # fmt: skip
+    sets = ", ".join(f"{name} = f.{name}" for name in kinds if name != key)
     unnest = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in arrays.items())
     where = f"t.{key} = f.{key}" + (f" AND t.{guard} = f.b_{guard}" if guard else "")
     return text(
         f"UPDATE {table.name} AS t SET {sets} FROM unnest({unnest}) AS f({', '.join(arrays)}) WHERE {where}"
     )
-
-
-def is_postgres(session: Session) -> bool:
-    return bool(session.get_bind().dialect.name == "postgresql")
 
 
 def fixed(value: str) -> Any:

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from models.db import is_postgres, one_of, table_of, transaction, update_from_arrays, utc
+from models.db import one_of, table_of, transaction, update_rows, utc
 from models.enums import JobState, Outcome
 from models.tables import Job, Recipient, Submission, SubmissionState
 from worker.errors import (
@@ -87,7 +87,6 @@ _RECIPIENT_COLUMNS = tuple(col(getattr(Recipient, name)) for name in _RecipientC
 _WRITTEN = {"id": "varchar", "state": "varchar", "updated_at": "timestamptz", "reason": "text",
             "submitted_at": "timestamptz", "finished_at": "timestamptz", "claim_token": "varchar",
             "due_at": "timestamptz", "attempts": "integer"}  # fmt: skip
-_JOB_UPDATE = update_from_arrays(table_of(Job), "id", _WRITTEN, guard="state")
 
 
 def finish_recipient(row: _RecipientCols, outcome: Outcome, reason: str, now: datetime) -> None:
@@ -169,21 +168,9 @@ def settle_jobs(
 
 
 def _write_jobs(session: Session, moved: list[tuple[str, _JobCols]]) -> None:
-    if not moved:
-        return
-    if is_postgres(session):
-        columns: dict[str, list[Any]] = {name: [getattr(job, name) for _, job in moved] for name in _WRITTEN}
-        columns["b_state"] = [read for read, _ in moved]
-        session.connection().execute(_JOB_UPDATE, columns)
-        return
-    statement = (
-        update(Job)
-        .where(col(Job.id) == bindparam("b_id"), col(Job.state) == bindparam("b_state"))
-        .values({name: bindparam(name) for name in _WRITTEN if name != "id"})
-    )
-    params = [{"b_id": job.id, "b_state": read, **{name: getattr(job, name) for name in _WRITTEN if name != "id"}}
-              for read, job in moved]  # fmt: skip
-    session.connection().execute(statement, params)
+    columns: dict[str, list[Any]] = {name: [getattr(job, name) for _, job in moved] for name in _WRITTEN}
+    columns["b_state"] = [read for read, _ in moved]
+    update_rows(session, table_of(Job), "id", _WRITTEN, columns, guard="state")
 
 
 def _settle(
