@@ -166,9 +166,11 @@ class SandboxProcess:
         with urllib.request.urlopen(req, timeout=30):
             pass
 
-    def calls(self, path_prefix: str | None = None) -> list[dict[str, Any]]:
-        query = f"?path_prefix={path_prefix}" if path_prefix else ""
-        return [c for c in self._get("/_sandbox/calls" + query) if c["api"] != "control"]
+    def calls(self, path_prefix: str | None = None, *, since: int = 0) -> list[dict[str, Any]]:
+        """The sandbox's call records, oldest first; `since` skips the first records (all paths counted),
+        so a poller that waits for a count reads each record once."""
+        query = "&".join(([f"path_prefix={path_prefix}"] if path_prefix else []) + [f"since={since}"])
+        return [c for c in self._get("/_sandbox/calls?" + query) if c["api"] != "control"]
 
     def jobs(self) -> list[dict[str, Any]]:
         return list(self._get("/_sandbox/jobs"))

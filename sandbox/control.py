@@ -1,7 +1,8 @@
 """The control API under `/_sandbox/` (no auth): lets tests in other processes and the demo read and steer
 the sandbox over HTTP, mirroring the `SandboxState` methods.
 
-    GET  /_sandbox/calls?credential=&path_prefix=   call records, oldest first
+    GET  /_sandbox/calls?credential=&path_prefix=&since=
+                                                    call records, oldest first (since: skip the first n)
     POST /_sandbox/reset                            forget everything
     GET  /_sandbox/faults                           active fault knobs
     POST /_sandbox/faults                           {"kind": "fail_next"|"slow"|"drop"|"malformed"|"hold",
@@ -71,7 +72,12 @@ def _opt_float(body: dict[str, object], key: str) -> float | None:
 
 async def calls(request: Request) -> Response:
     state = sandbox_state(request)
-    found = state.calls(request.query_params.get("credential"), request.query_params.get("path_prefix"))
+    since = request.query_params.get("since", "0")
+    if not since.isdecimal():
+        return JSONResponse({"error": "since must be a whole number, 0 or more"}, status_code=400)
+    found = state.calls(
+        request.query_params.get("credential"), request.query_params.get("path_prefix"), int(since)
+    )
     return JSONResponse([record.to_dict() for record in found])
 
 

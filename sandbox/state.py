@@ -109,13 +109,16 @@ class SandboxState:
             self._calls.append(record)
             return record
 
-    def calls(self, credential: str | None = None, path_prefix: str | None = None) -> list[CallRecord]:
-        """Copies of the call records, oldest first; `credential` may be a label or a raw API key."""
+    def calls(
+        self, credential: str | None = None, path_prefix: str | None = None, since: int = 0
+    ) -> list[CallRecord]:
+        """Copies of the call records, oldest first; `credential` may be a label or a raw API key; `since`
+        skips the first records (as counted before any filter), so a poller reads only what is new."""
         label = None if credential is None else self.config.credential_label(credential)
         with self._lock:
             return [
                 CallRecord(**{**vars(c), "job_ids": list(c.job_ids)})
-                for c in self._calls
+                for c in self._calls[since:]
                 if (label is None or c.credential == label)
                 and (path_prefix is None or c.path.startswith(path_prefix))
             ]
@@ -144,13 +147,20 @@ class SandboxState:
         ASSUMPTION: the window is per credential across all data centers (one account), so a resend to
         the other data center is caught too.
         """
+        key = (credential, fingerprint)
         with self._lock:
-            for key, seen in list(self._fingerprints.items()):
-                if now - seen >= DUPLICATE_WINDOW:
-                    del self._fingerprints[key]
-            if (credential, fingerprint) in self._fingerprints:
+            # Oldest first (insertion order follows the clock): forgetting expired ones stops at the first
+            # one still inside the window, so a call costs the same whatever the traffic of the last 10 min.
+            while self._fingerprints:
+                oldest, seen = next(iter(self._fingerprints.items()))
+                if now - seen < DUPLICATE_WINDOW:
+                    break
+                del self._fingerprints[oldest]
+            last = self._fingerprints.get(key)
+            if last is not None and now - last < DUPLICATE_WINDOW:
                 return True
-            self._fingerprints[(credential, fingerprint)] = now
+            self._fingerprints.pop(key, None)
+            self._fingerprints[key] = now  # (re)inserted last: the dict stays in time order
             return False
 
     # -- Sendmode -----------------------------------------------------------------------------------
