@@ -111,8 +111,8 @@ def update_rows(
     columns: dict[str, list[Any]],
     *,
     guard: str | None = None,
-) -> None:
-    """Update many rows of `table`, each with its own values, found by `key`.
+) -> int:
+    """Update many rows of `table`, each with its own values, found by `key`; returns how many moved.
 
     `types`: each written column (the key included) and its PostgreSQL type; `columns`: one list of
     values per name of `types`, row by row, plus `b_<guard>` (the values read) with `guard`, so a row
@@ -121,11 +121,10 @@ def update_rows(
     whatever the row count, firing a statement-level trigger once. Elsewhere: one executemany."""
     names = list(types) + ([f"b_{guard}"] if guard else [])
     if not columns[key]:
-        return
+        return 0
     if session.get_bind().dialect.name == "postgresql":
         arrays = _array_update(table, key, tuple(types.items()), guard)
-        session.connection().execute(arrays, {name: columns[name] for name in names})
-        return
+        return _rowcount(session.connection().execute(arrays, {name: columns[name] for name in names}))
     where = [table.c[key] == bindparam(f"b_{key}")]
     if guard:
         where.append(table.c[guard] == bindparam(f"b_{guard}"))
@@ -136,7 +135,11 @@ def update_rows(
     ]
     for row in rows:
         row[f"b_{key}"] = row.pop(key)
-    session.connection().execute(statement, rows)
+    return _rowcount(session.connection().execute(statement, rows))
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 @functools.cache

@@ -20,16 +20,19 @@ holds a worker thread for long and sweeps and polls interleave. Under backlog on
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
 import redis
 
 from models.db import transaction, utc
 from models.enums import JobState, ProviderKey
-from models.tables import Job, Submission
+from models.tables import Job
 from worker.errors import (
     DeliveryUnknown,
     DuplicateJob,
@@ -46,9 +49,11 @@ from worker.policy.credits import RECHECK_S as CREDIT_RECHECK_S
 from worker.policy.credits import credit_pause
 from worker.rate_limit.transport import MAX_WAIT_S, CallTrace, call_kind
 from worker.runtime import Runtime
+from worker.submit.answers import accept_round
 from worker.submit.calls import ProviderCall
 from worker.submit.claim import claim_batch, round_limit
 from worker.submit.record import (
+    Evidence,
     Prepared,
     accept,
     close_failed,
@@ -60,9 +65,14 @@ from worker.submit.record import (
     reject,
     reject_unsendable,
 )
+from worker.submit.resolve import settle_time
 from worker.submit.settle import Failure, Requeued, settle_jobs
 
 log = logging.getLogger("smsq.dispatch")
+
+#: Longest a Retarus REST round goes on making the calls whose evidence it committed with its claim (at
+#: most a quarter of the time `resolve` waits before it may call an unanswered call absent).
+ROUND_CALLS_S = 5.0
 
 RoundKind = Literal["sent", "idle", "throttled", "paused", "retry", "unknown"]
 
@@ -163,6 +173,8 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
     transaction per call: the last acceptance moves the whole claim. Anything else settles job by job.
     """
     provider = ProviderKey(rt.connection(connection).provider)
+    if calls_opened(prepared):
+        return _submit_opened(rt, connection, token, prepared)
     calls = prepared.calls
     result = RoundResult("sent" if calls else "idle")
     client = rt.client(connection)
@@ -171,7 +183,7 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
     target = (
         JobState.FINISHED if provider is ProviderKey.SENDMODE else JobState.SUBMITTED
     )  # accepted is final
-    opened: dict[int, Submission] = {0: prepared.subs[0]} if calls else {}
+    opened: dict[int, Evidence] = {0: prepared.subs[0]} if calls else {}
     for index, call in enumerate(calls):
         last = index == len(calls) - 1
         sub = opened.pop(index, None) or open_submission(rt, connection, provider, prepared.jobs, call)
@@ -198,6 +210,101 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
     return result
 
 
+def calls_opened(prepared: Prepared) -> bool:
+    """Every call of the round has its evidence committed already (Retarus REST: `record.preparer`)."""
+    return bool(prepared.calls) and len(prepared.subs) == len(prepared.calls)
+
+
+def _submit_opened(rt: Runtime, connection: str, token: str, prepared: Prepared) -> RoundResult:
+    """A Retarus REST round whose calls' evidence was committed with the claim: make the calls (up to
+    `round_parallel_calls` at a time), then record every acceptance, and settle a clean, complete claim,
+    in one transaction (`answers.accept_round`).
+
+    A call whose fate is known at once (refused, not sent, unknown) is recorded as it happens, as in any
+    round. When the round stops early (throttled, a provider retry, an unknown fate) or runs past its time
+    budget, the calls not yet started are never made: they are closed `failed` and their recipients go
+    back to the backlog. Should the process die part-way, nothing is lost or sent twice: `resolve` looks
+    every call left in flight up, finds the ones made, and resends the ones never made (exact body,
+    duplicateDetection)."""
+    result = RoundResult("sent")
+    calls = _OpenedCalls(rt, connection, prepared, result)
+    try:
+        calls.make_all()
+    finally:
+        # Also when making them failed (the database, mid-round): what was accepted is recorded if the
+        # database answers (and found by lookup otherwise); the calls never started are closed.
+        settle = (token, JobState.SUBMITTED) if calls.clean and not calls.unmade else None
+        accepted = [(sub, job_id) for sub, _, job_id in calls.accepted]
+        moved = accept_round(rt, accepted, calls.unmade, settle=settle)
+    for _, call, _ in calls.accepted:
+        result.calls += 1
+        RECIPIENTS_SUBMITTED.labels(connection).inc(len(call.recipients))
+        _observe_submitted(rt, connection, prepared, call)
+    job_ids = [] if moved and settle is not None else prepared.job_ids  # a clean round moved the claim
+    result.requeued = settle_jobs(rt, job_ids, failure=calls.failure, retry=result.kind == "retry")
+    if result.kind == "retry" and result.requeued:
+        result.wait_s = max(item.delay_s for item in result.requeued)
+    return result
+
+
+class _OpenedCalls:
+    """The calls of a round with committed evidence, made in order by up to `round_parallel_calls`
+    threads; a call that stops the round keeps the calls not yet started from being made."""
+
+    def __init__(self, rt: Runtime, connection: str, prepared: Prepared, result: RoundResult) -> None:
+        self.rt, self.result = rt, result
+        self.client = rt.client(connection)
+        self.pairs = list(zip(prepared.calls, prepared.subs, strict=True))
+        budget = min(timedelta(seconds=ROUND_CALLS_S), settle_time(rt, connection) / 4)
+        self.budget_end = rt.clock.now() + budget
+        self.accepted: list[tuple[Evidence, ProviderCall, str]] = []
+        self.unmade: list[str] = []
+        self.failure: Failure | None = None
+        self.clean = prepared.complete
+        self._started: set[int] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def make_all(self) -> None:
+        parallel = min(self.rt.settings.round_parallel_calls, len(self.pairs))
+        try:
+            if parallel == 1:
+                for index in range(len(self.pairs)):
+                    self._make(index)
+            else:
+                with ThreadPoolExecutor(parallel, thread_name_prefix="smsq-call") as pool:
+                    list(pool.map(self._make, range(len(self.pairs))))
+        finally:
+            self.unmade = [sub.id for index, (_, sub) in enumerate(self.pairs) if index not in self._started]
+            if self.unmade:
+                self.clean = False
+
+    def _make(self, index: int) -> None:
+        with self._lock:
+            if self._stop.is_set() or (index and self.rt.clock.now() > self.budget_end):
+                self._stop.set()
+                return
+            self._started.add(index)
+        call, sub = self.pairs[index]
+        trace = CallTrace("send")
+        try:
+            with call_kind("send") as trace:
+                provider_job_id = call.run(self.client)
+        except Exception as exc:
+            with self._lock:
+                self.clean = False
+                outcome, failure = _record_failure(self.rt, exc, call, sub.id, self.result,
+                                                   written=trace.written > 0)  # fmt: skip
+                self.failure = self.failure or failure
+                if outcome == "stop":
+                    self._stop.set()
+            return
+        if provider_job_id is None:  # REST always answers with one (`post_job` raises otherwise)
+            raise AssertionError("Retarus accepted a job without a jobId")
+        with self._lock:
+            self.accepted.append((sub, call, provider_job_id))
+
+
 def _observe_submitted(rt: Runtime, connection: str, prepared: Prepared, call: ProviderCall) -> None:
     carried = set(call.job_ids)
     now = rt.clock.now()  # the claimed jobs' times are aware UTC (ClaimedJob), as is the clock's
@@ -212,12 +319,12 @@ def _call(
     rt: Runtime,
     client: object,
     call: ProviderCall,
-    sub: Submission,
+    sub: Evidence,
     provider: ProviderKey,
     connection: str,
     result: RoundResult,
     settle: tuple[str, JobState] | None,
-    then_open: tuple[Submission, ProviderCall] | None = None,
+    then_open: tuple[Evidence, ProviderCall] | None = None,
 ) -> Step:
     """Make one provider call and record its answer; says whether the round goes on."""
     trace = CallTrace("send")

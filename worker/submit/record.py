@@ -1,11 +1,9 @@
-"""Recording a submission round: load the claim, commit each call's evidence, write its answer.
+"""Recording a submission round: load the claim, commit the calls' evidence, write their answers.
 
-Every write of the send path lives here and moves states only through `worker.submit.submissions`:
-a call's `Submission` row is committed `in_flight` (with the exact Retarus body) before the call is
-made, and leaves that state exactly once. An answer for a submission that was meanwhile resolved
-otherwise (a late acceptance after "absent") is recorded as a conflict for the operator, never written
-over the resolution.
-"""
+A call's `Submission` row is committed `in_flight` (with the exact Retarus body) before the call is
+made and leaves that state once, through `worker.submit.submissions` (a Retarus REST round's answers are
+written together by `worker.submit.answers`). An answer for a submission resolved otherwise meanwhile (a
+late acceptance after "absent") is recorded as a conflict, never written over the resolution."""
 
 from __future__ import annotations
 
@@ -13,16 +11,16 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import String, cast, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from models.db import one_of, table_of, transaction, utc
+from models.db import one_of, table_of, transaction, update_rows, utc
 from models.enums import JobState, Outcome, ProviderKey
 from models.intervals import parse_datetime, parse_interval
-from models.tables import Job, Recipient, Submission, SubmissionState, Suppression
+from models.tables import Job, Recipient, Submission, SubmissionState, Suppression, new_id
 from models.windows import poll_time, send_decision, validity_deadline
 from worker.metrics.counters import RECIPIENT_OUTCOMES, SUBMISSION_CONFLICTS
 from worker.runtime import Runtime
@@ -47,7 +45,7 @@ class Prepared:
     job_ids: list[str]
     jobs: list[ClaimedJob]
     calls: list[ProviderCall]
-    subs: list[Submission]
+    subs: list[Evidence]
     complete: bool
 
 
@@ -85,12 +83,13 @@ def preparer(
         ]  # fmt: skip
         ready = _apply_local_rules(session, jobs, pending, provider, now)
         calls = build_calls(provider, jobs, ready, rt.settings.batch_max_recipients)
-        # Only the first call's evidence is committed with the claim; later calls of the round (Sendmode's
-        # other texts, HTTP Simple's other recipients, Retarus's other small calls) get theirs just before
-        # they are made, with the previous call's acceptance, so a crash between calls never leaves a call
-        # that was not made looking "in flight".
-        subs = [_submission(rt, connection, provider, jobs, call, now) for call in calls[:1]]
-        _open(session, subs, calls[:1], now)
+        # Retarus REST: every call's evidence is committed with the claim; a crash part-way through the
+        # round leaves unmade calls `in_flight` too, which `resolve` finds absent by lookup and resends.
+        # HTTP Simple and Sendmode cannot look a call up (an unmade call in flight would be closed `unknown`,
+        # never sent): each later call's evidence is committed with the previous call's acceptance.
+        opened = calls if provider is ProviderKey.RETARUS else calls[:1]
+        subs = [_submission(rt, connection, provider, jobs, call, now) for call in opened]
+        _open(session, subs, opened, now)
         complete = len(ready) == len(pending) and {row.job_id for row in ready} == set(job_ids)
         return Prepared(job_ids, jobs, calls, subs, complete)
 
@@ -139,6 +138,45 @@ def _apply_local_rules(
     return ready
 
 
+@dataclass(slots=True)
+class Evidence:
+    """A call's `Submission` row as committed `in_flight` before the call is made (built as plain values:
+    one per provider call, so no ORM object per call); `row()` is what the INSERT writes."""
+
+    id: str
+    connection: str
+    provider: str
+    recipient_count: int
+    started_at: datetime
+    not_before: datetime | None
+    blackouts: list[str] | None
+    poll_deadline: datetime | None
+    body: dict[str, Any] | None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            **_UNSET, "id": self.id, "connection": self.connection, "provider": self.provider,
+            "state": _S.IN_FLIGHT, "recipient_count": self.recipient_count, "started_at": self.started_at,
+            "not_before": self.not_before, "blackouts": self.blackouts, "poll_deadline": self.poll_deadline,
+            "body": self.body,
+        }  # fmt: skip
+
+
+#: The submission columns a new row leaves at their defaults.
+_UNSET: dict[str, Any] = {
+    "provider_job_id": None, "completed_at": None, "finished_at": None, "next_poll_at": None,
+    "poll_attempt": 0, "last_refresh_at": None, "reason": None, "resend_of": None, "conflict": None,
+}  # fmt: skip
+
+
+class PollWindow(Protocol):
+    """What the first poll time of a submission depends on (an `Evidence` or a `Submission` row)."""
+
+    not_before: datetime | None
+    blackouts: list[str] | None
+    poll_deadline: datetime | None
+
+
 def _submission(
     rt: Runtime,
     connection: str,
@@ -146,17 +184,17 @@ def _submission(
     jobs: Sequence[ClaimedJob],
     call: ProviderCall,
     now: datetime,
-) -> Submission:
+) -> Evidence:
     """The evidence of a call, committed before it is made: a crash mid-call leaves an `in_flight` row."""
     head = next(job for job in jobs if job.id == call.job_ids[0])
     options = head.options
     job_period = parse_datetime(options["jobPeriod"]) if options.get("jobPeriod") else None
     start = max(head.created_at, job_period or now)
     deadline = validity_deadline(start, options.get("validityMin"))
-    return Submission(
+    return Evidence(
+        id=new_id(),
         connection=connection,
         provider=provider.value,
-        state=_S.IN_FLIGHT,
         recipient_count=len(call.recipients),
         started_at=now,
         not_before=job_period,
@@ -168,14 +206,14 @@ def _submission(
 
 def new_submission(
     rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[ClaimedJob], call: ProviderCall
-) -> Submission:
+) -> Evidence:
     """The evidence of a later call of the round, not committed yet (`accept(then_open=...)` does)."""
     return _submission(rt, connection, provider, jobs, call, rt.clock.now())
 
 
 def open_submission(
     rt: Runtime, connection: str, provider: ProviderKey, jobs: Sequence[ClaimedJob], call: ProviderCall
-) -> Submission:
+) -> Evidence:
     """Commit the evidence of a later call of the round in a transaction of its own, before making it."""
     now = rt.clock.now()
     sub = _submission(rt, connection, provider, jobs, call, now)
@@ -184,29 +222,39 @@ def open_submission(
     return sub
 
 
-def _open(session: Session, subs: list[Submission], calls: list[ProviderCall], now: datetime) -> None:
+def _open(session: Session, subs: list[Evidence], calls: list[ProviderCall], now: datetime) -> None:
     # Core statements on the tables: the rows are built here, no unit of work or ORM bulk machinery to run
     # (this is once per provider call).
-    session.execute(
-        insert(_SUBMISSIONS), [{c.key: getattr(sub, c.key) for c in _SUBMISSIONS.columns} for sub in subs]
-    )
-    for sub, call in zip(subs, calls, strict=True):
-        ids = [row.id for row in call.recipients]
+    if not subs:
+        return
+    session.execute(insert(_SUBMISSIONS), [sub.row() for sub in subs])
+    if len(subs) == 1:  # one call: its recipients (up to 3,000) all point to the one submission
+        ids = [row.id for row in calls[0].recipients]
         session.execute(
             update(_RECIPIENTS)
             .where(one_of(session, _RECIPIENTS.c.id, ids))
-            .values(submission_id=sub.id, updated_at=now)
+            .values(submission_id=subs[0].id, updated_at=now)
         )
+        return
+    # Several small calls: every recipient with its own call's submission, in one statement.
+    pairs = [(row.id, sub.id) for sub, call in zip(subs, calls, strict=True) for row in call.recipients]
+    update_rows(session, _RECIPIENTS, "id", _OPEN_TYPES, {
+        "id": [rid for rid, _ in pairs], "submission_id": [sid for _, sid in pairs],
+        "updated_at": [now] * len(pairs),
+    })  # fmt: skip
+
+
+_OPEN_TYPES = {"id": "varchar", "submission_id": "varchar", "updated_at": "timestamptz"}
 
 
 def accept(
     rt: Runtime,
-    sub: Submission | str,
+    sub: Evidence | str,
     provider: ProviderKey,
     provider_job_id: str | None,
     *,
     settle: tuple[str, JobState] | None = None,
-    then_open: tuple[Submission, ProviderCall] | None = None,
+    then_open: tuple[Evidence, ProviderCall] | None = None,
 ) -> bool:
     """The provider accepted the call: `in_flight -> accepted` (Sendmode: `finished`, accepted is final).
 
@@ -217,7 +265,7 @@ def accept(
     with transaction(rt.sessions) as session:
         if then_open is not None:
             _open(session, [then_open[0]], [then_open[1]], now)
-        row = session.get(Submission, sub) if isinstance(sub, str) else sub
+        row: Evidence | Submission | None = session.get(Submission, sub) if isinstance(sub, str) else sub
         assert row is not None
         if provider is ProviderKey.SENDMODE:
             moved = move_submission_if(session, row.id, _S.IN_FLIGHT, _S.FINISHED, now)
@@ -236,7 +284,7 @@ def accept(
                 provider_job_id=provider_job_id, next_poll_at=first_poll_at(row, now, rt),
             )  # fmt: skip
         if not moved:
-            _record_conflict(session, row.id, provider_job_id, now)
+            record_conflict(session, row.id, provider_job_id, now)
             return False
         if provider is ProviderKey.SENDMODE:  # accepted is final on Sendmode
             accepted = session.execute(
@@ -260,7 +308,7 @@ def accept(
     return True
 
 
-def _record_conflict(session: Session, sub_id: str, provider_job_id: str | None, now: datetime) -> None:
+def record_conflict(session: Session, sub_id: str, provider_job_id: str | None, now: datetime) -> None:
     current = session.get(Submission, sub_id, populate_existing=True)
     assert current is not None
     note = f"{now.isoformat()}: accepted late as {provider_job_id or '(no id)'} after it was {current.state}"
@@ -270,7 +318,7 @@ def _record_conflict(session: Session, sub_id: str, provider_job_id: str | None,
     log.warning("submission %s: %s", current.id, note)
 
 
-def first_poll_at(sub: Submission, now: datetime, rt: Runtime) -> datetime:
+def first_poll_at(sub: PollWindow, now: datetime, rt: Runtime) -> datetime:
     """The first look at a new provider job: one poll interval on, never before jobPeriod or in a blackout."""
     return poll_time(
         now,
