@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -180,7 +181,7 @@ def test_an_answer_for_a_call_resolved_meanwhile_is_a_conflict_not_an_overwrite(
     sandbox, sqlite_url, runtime_factory, redis_client
 ):
     settings = smsq_settings(sandbox, sqlite_url, batch_max_recipients=1, round_max_calls=4)
-    holder = {}
+    holder: dict[str, Any] = {}
 
     def resolve_the_first_call_elsewhere(sends: int) -> None:
         if sends == 2:  # another process declared the first call absent while this round went on
