@@ -108,7 +108,8 @@ def build_calls(
         return []
     by_id = {job.id: job for job in jobs}
     if provider is ProviderKey.RETARUS:
-        return [_retarus_call(by_id, chunk) for chunk in _whole_jobs(jobs, ready, per_call)]
+        checked: dict[int, dict[str, Any]] = {}  # a claim's jobs share their options: checked once
+        return [_retarus_call(by_id, chunk, checked) for chunk in _whole_jobs(jobs, ready, per_call)]
     if provider is ProviderKey.SENDMODE:
         return _sendmode_calls(by_id, ready)
     return [_http_simple_call(by_id[row.job_id], row) for row in ready]
@@ -129,11 +130,17 @@ def _whole_jobs(jobs: Sequence[ClaimedJob], ready: list[Pending], per_call: int)
     return chunks
 
 
-def _retarus_call(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> ProviderCall:
+def _retarus_call(
+    jobs: dict[str, ClaimedJob], ready: list[Pending], checked: dict[int, dict[str, Any]]
+) -> ProviderCall:
     head = jobs[ready[0].job_id]
     options = dict(head.options)
     # Second net against duplicates: an equal request within 10 minutes is refused with 409.
     options.setdefault("duplicateDetection", True)
+    if id(head.options) not in checked:  # the options as posted (`claimed_job` interns them per claim)
+        checked[id(head.options)] = _OPTIONS.dump_python(
+            _OPTIONS.validate_python(options), mode="json", exclude_none=True
+        )
     groups: dict[tuple[str, int], list[Pending]] = {}
     for row in ready:
         groups.setdefault((row.job_id, row.message_index), []).append(row)
@@ -152,8 +159,7 @@ def _retarus_call(jobs: dict[str, ClaimedJob], ready: list[Pending]) -> Provider
         )
     if not messages or len(ready) > MAX_RECIPIENTS_PER_JOB:  # refused by the whole model, with its error
         JobRequest.model_validate({"messages": messages, "options": options})
-    body = {"messages": messages, "options": _OPTIONS.dump_python(
-        _OPTIONS.validate_python(options), mode="json", exclude_none=True)}  # fmt: skip
+    body = {"messages": messages, "options": checked[id(head.options)]}
 
     def run(client: RetarusClient) -> str:
         return client.post_job(body)

@@ -169,11 +169,13 @@ def submit_job(job_id: str, rt: Runtime) -> RoundResult:
 def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -> RoundResult:
     """Make the prepared calls of the claim `token`, record each answer, and settle the jobs.
 
-    A clean, complete round (every call accepted, no recipient held back) is recorded and settled in one
-    transaction per call: the last acceptance moves the whole claim. Anything else settles job by job.
+    Retarus REST: every call's evidence came with the claim, and the answers are recorded together
+    (`_submit_opened`). HTTP Simple and Sendmode: one transaction per call, its acceptance plus the next
+    call's evidence. Either way a clean, complete round (every call accepted, no recipient held back)
+    moves the whole claim with its last record; anything else settles job by job.
     """
     provider = ProviderKey(rt.connection(connection).provider)
-    if calls_opened(prepared):
+    if provider is ProviderKey.RETARUS and prepared.calls:  # every call's evidence is committed
         return _submit_opened(rt, connection, token, prepared)
     calls = prepared.calls
     result = RoundResult("sent" if calls else "idle")
@@ -208,11 +210,6 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
     if result.kind == "retry" and result.requeued:
         result.wait_s = max(item.delay_s for item in result.requeued)
     return result
-
-
-def calls_opened(prepared: Prepared) -> bool:
-    """Every call of the round has its evidence committed already (Retarus REST: `record.preparer`)."""
-    return bool(prepared.calls) and len(prepared.subs) == len(prepared.calls)
 
 
 def _submit_opened(rt: Runtime, connection: str, token: str, prepared: Prepared) -> RoundResult:
