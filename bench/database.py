@@ -84,7 +84,7 @@ class Profile:
     drain_cap_s: float
 
 
-FULL = Profile("full", 10_000, 3, 1_000, 3_000, 240.0)
+FULL = Profile("full", 10_000, 3, 1_000, 10_000, 240.0)
 QUICK = Profile("quick", 2_000, 2, 200, 600, 90.0)
 
 
@@ -610,7 +610,7 @@ def render(report: DatabaseReport) -> str:
     )
     add("")
     add("```")
-    add(".venv/bin/python -m bench.database            # full: 10,000 jobs enqueued, a 3,000-job drain")
+    add(".venv/bin/python -m bench.database            # full: 10,000 jobs enqueued, a 10,000-job drain")
     add(".venv/bin/python -m bench.database --quick    # 2,000 and 600")
     add("```")
     add("")
@@ -712,7 +712,8 @@ def render(report: DatabaseReport) -> str:
             "PostgreSQL database and sent with `submit_next` in the bench process, with SQLAlchemy's "
             "`before_cursor_execute` and `commit` events counting (broker wake-ups stubbed out, as in "
             "tests/integration/test_statements.py). With one recipient per call a round claims several calls' "
-            "worth of jobs (`SMSQ_ROUND_MAX_CALLS`, 16). On Retarus REST the claim's transaction (claim, read "
+            "worth of jobs (`SMSQ_ROUND_MAX_CALLS`, 64), made up to `SMSQ_ROUND_PARALLEL_CALLS` (4) at a time. "
+            "On Retarus REST the claim's transaction (claim, read "
             "the rows, every call's evidence: one INSERT and one UPDATE) and the recording transaction (every "
             "acceptance in one UPDATE, the claim moved in another) are shared by the round's calls; HTTP "
             "Simple, which cannot look a call up, commits each next call's evidence with the previous call's "

@@ -9,6 +9,7 @@ Task arguments are ids only: message text, numbers and secrets never reach the b
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,14 @@ def _check_connections(**_: Any) -> None:
             raise ConfigurationError(f"SMSQ_DATABASE_URL: {problem}")
     except ConfigurationError as exc:
         _fail(exc)
+
+
+@worker_init.connect
+@beat_init.connect
+def _quiet_request_log(**_: Any) -> None:
+    # httpx logs every request at INFO: one line per provider call, thousands a minute on a busy worker, and
+    # ~4 % of a sending worker's CPU. `smsq_provider_calls_total` counts them; errors still log at WARNING.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @worker_init.connect

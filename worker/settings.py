@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     #: Most provider calls one claim (a round) carries when calls are small: a round claims up to this many
     #: calls' worth of jobs, never more than `ROUND_MAX_RECIPIENTS` recipients, and never more than a tenth
     #: of the window's send share (`submit.claim.round_calls`).
-    round_max_calls: int = Field(16, ge=1, le=100)
+    round_max_calls: int = Field(64, ge=1, le=100)
     #: Retarus REST: how many of a round's calls are made at the same time (threads of the worker process;
     #: 1 makes them one after another). A round of one call (a coalesced batch) never starts a thread.
     round_parallel_calls: int = Field(4, ge=1, le=16)

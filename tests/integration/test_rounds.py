@@ -251,6 +251,33 @@ def test_a_round_past_its_time_budget_gives_its_unmade_calls_back(
     assert len(refs) == 6 and set(refs.values()) == {1}
 
 
+def test_an_http_simple_round_past_its_time_budget_gives_the_rest_back(
+    sandbox_factory, sqlite_url, runtime_factory, redis_client
+):
+    clock = ManualClock()
+    box = sandbox_factory(clock=clock)
+    settings = smsq_settings(box, sqlite_url, "retarus_http", round_max_calls=6)
+
+    def slow_provider(sends: int) -> None:
+        if sends == 2:  # each answer is slow: the round is past its budget while this call is made
+            clock.advance(ROUND_CALLS_S + 1)
+
+    rt = runtime_factory(settings, clock=clock, transport=OnSend(slow_provider))
+    rt.wake = lambda *args, **kwargs: False
+    handles = enqueue_many([one(number(i)) for i in range(6)], runtime=rt)
+
+    result = submit_next("default", rt)
+
+    # The third call's evidence was committed with the second's answer: it is made, and no call after it.
+    assert result.calls == 3
+    states = sorted(job_status(h.id, rt)["state"] for h in handles)
+    assert states == ["queued"] * 3 + ["submitted"] * 3
+    assert _in_flight(rt) == []
+    assert submit_next("default", rt).calls == 3
+    refs = sandbox_refs(box)
+    assert len(refs) == 6 and set(refs.values()) == {1}
+
+
 class Overlap(httpx.HTTPTransport):
     """The network, with every send taking 50 ms; counts how many sends were in flight at once."""
 

@@ -123,6 +123,9 @@ def test_four_workers_never_exceed_the_provider_limit(
         in_window = sum(1 for t in times[i:] if t < start + 2.0)
         assert in_window <= 20, f"{in_window} calls in the 2 s window starting at call {i}"
     assert sum(1 for c in calls if c.method == "POST") == 90
+    # and no worker logged a number (HTTP Simple carries it in the query; httpx's request line is off)
+    logs = "".join(log.read_text() for _, log in processes.started)
+    assert "received" in logs and all(number(i)[1:] not in logs for i in range(90))
 
 
 def test_backlog_of_1000_jobs_is_coalesced_into_a_few_calls(sandbox, sqlite_url, runtime_factory, processes):

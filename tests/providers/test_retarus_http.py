@@ -192,13 +192,25 @@ def test_a_fault_on_send_never_shows_the_password(http_simple, recorder):
 def test_httpx_request_log_masks_the_password(http_simple, recorder, caplog):
     recorder.handler = lambda request: httpx.Response(200, text="DONE SUC_ACC")
 
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG, logger="httpx"):
         http_simple.report(JOB_ID)
 
     lines = [record.getMessage() for record in caplog.records if record.name == "httpx"]
     assert lines, "httpx logs each request at INFO"
     assert all(PASSWORD not in line for line in lines)
     assert any("jobid=" in line and "pass=" in line for line in lines)
+
+
+def test_httpx_request_log_of_a_send_names_no_number_and_no_text(http_simple, recorder, caplog):
+    recorder.handler = lambda request: httpx.Response(200, text=JOB_ID)
+
+    with caplog.at_level(logging.DEBUG, logger="httpx"):
+        http_simple.send("+4917600000042", "Your code is 4711")
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "httpx"]
+    assert lines
+    assert all("4917600000042" not in line and "4711" not in line for line in lines)
+    assert any("dst=" in line and "msg=" in line for line in lines)
 
 
 def test_the_client_repr_names_no_password(http_simple):

@@ -17,7 +17,8 @@
 
 No secret ever reaches an error: messages carry the URL without its query, known secrets are
 replaced by `***`, and the httpx exception is not chained (its request URL may hold `pass=`).
-`install_log_redaction()` does the same for httpx's own "HTTP Request: ..." log line.
+`install_log_redaction()` does the same for httpx's own "HTTP Request: ..." log line, and masks the
+number and text an HTTP Simple send carries in its query.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ M = TypeVar("M", bound=BaseModel)
 MAX_DETAIL_CHARS = 200
 #: Query parameters whose values are secrets (HTTP Simple `pass`, Sendmode `access_key`).
 SECRET_QUERY_PARAMETERS = frozenset({"pass", "password", "access_key", "api_key", "key", "token"})
+#: Query parameters that carry a message (HTTP Simple `dst` and `msg`): kept out of the request log too.
+PERSONAL_QUERY_PARAMETERS = frozenset({"dst", "msg"})
+_MASKED_IN_LOG = SECRET_QUERY_PARAMETERS | PERSONAL_QUERY_PARAMETERS
 
 #: Faults raised before any byte of the request can have been processed by the provider.
 _NOT_SENT = (
@@ -241,7 +245,7 @@ def _first_problem(exc: ValidationError) -> str:
 
 
 class _RedactQueryFilter(logging.Filter):
-    """Masks secret query parameters in httpx's "HTTP Request: %s %s ..." log records."""
+    """Masks secret and personal query parameters in httpx's "HTTP Request: %s %s ..." log records."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(isinstance(arg, httpx.URL) for arg in record.args):
@@ -255,8 +259,7 @@ def _redact_url(url: httpx.URL) -> httpx.URL:
     if not url.query:
         return url
     params = [
-        (key, "***" if key.lower() in SECRET_QUERY_PARAMETERS else value)
-        for key, value in url.params.multi_items()
+        (key, "***" if key.lower() in _MASKED_IN_LOG else value) for key, value in url.params.multi_items()
     ]
     return url.copy_with(params=params)
 
@@ -265,7 +268,8 @@ _LOG_FILTER = _RedactQueryFilter()
 
 
 def install_log_redaction() -> None:
-    """Mask secret query parameters in httpx's request log (idempotent; call before using a client)."""
+    """Mask secret query parameters, and the number and text of an HTTP Simple send, in httpx's request
+    log (idempotent; call before using a client). Workers log it at WARNING only (`worker.celery_app`)."""
     logger = logging.getLogger("httpx")
     if _LOG_FILTER not in logger.filters:
         logger.addFilter(_LOG_FILTER)

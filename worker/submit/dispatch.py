@@ -70,8 +70,9 @@ from worker.submit.settle import Failure, Requeued, settle_jobs
 
 log = logging.getLogger("smsq.dispatch")
 
-#: Longest a Retarus REST round goes on making the calls whose evidence it committed with its claim (at
-#: most a quarter of the time `resolve` waits before it may call an unanswered call absent).
+#: Longest a round of several calls goes on starting calls after its claim: on Retarus REST, whose calls'
+#: evidence was committed with the claim, also at most a quarter of the time `resolve` waits before it may
+#: call an unanswered call absent. The jobs of the calls not started go back to the backlog.
 ROUND_CALLS_S = 5.0
 
 RoundKind = Literal["sent", "idle", "throttled", "paused", "retry", "unknown"]
@@ -172,7 +173,9 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
     Retarus REST: every call's evidence came with the claim, and the answers are recorded together
     (`_submit_opened`). HTTP Simple and Sendmode: one transaction per call, its acceptance plus the next
     call's evidence. Either way a clean, complete round (every call accepted, no recipient held back)
-    moves the whole claim with its last record; anything else settles job by job.
+    moves the whole claim with its last record; anything else settles job by job. A round stops starting
+    calls once it has run `ROUND_CALLS_S` (a slow provider, a loaded host): the jobs of the calls it did
+    not make go back to the backlog.
     """
     provider = ProviderKey(rt.connection(connection).provider)
     if provider is ProviderKey.RETARUS and prepared.calls:  # every call's evidence is committed
@@ -186,19 +189,25 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
         JobState.FINISHED if provider is ProviderKey.SENDMODE else JobState.SUBMITTED
     )  # accepted is final
     opened: dict[int, Evidence] = {0: prepared.subs[0]} if calls else {}
+    budget_end = rt.clock.now() + timedelta(seconds=ROUND_CALLS_S)
     for index, call in enumerate(calls):
         last = index == len(calls) - 1
+        # A round that has run past its budget (a slow provider, a loaded host) makes this call and no more.
+        ends = not last and rt.clock.now() > budget_end
         sub = opened.pop(index, None) or open_submission(rt, connection, provider, prepared.jobs, call)
         settle = (token, target) if clean and last else None
         # The next call's evidence is committed with this call's acceptance (one transaction per call).
-        then_open = None if last else (new_submission(rt, connection, provider, prepared.jobs, calls[index + 1]),
-                                       calls[index + 1])  # fmt: skip
+        then_open = None if last or ends else (new_submission(rt, connection, provider, prepared.jobs,
+                                                              calls[index + 1]), calls[index + 1])  # fmt: skip
         outcome, failure = _call(rt, client, call, sub, provider, connection, result, settle, then_open)
         if outcome == "accepted":
             if then_open is not None:
                 opened[index + 1] = then_open[0]
             result.calls += 1
             _observe_submitted(rt, connection, prepared, call)
+            if ends:
+                clean = False  # the jobs of the calls not made are settled below: back to the backlog
+                break
             continue
         clean = False
         if outcome == "stop":
