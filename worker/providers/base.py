@@ -269,7 +269,7 @@ _LOG_FILTER = _RedactQueryFilter()
 
 def install_log_redaction() -> None:
     """Mask secret query parameters, and the number and text of an HTTP Simple send, in httpx's request
-    log (idempotent; call before using a client). Workers log it at WARNING only (`worker.celery_app`)."""
+    log (idempotent; call before using a client). Workers and beat log it at WARNING only (`worker.app`)."""
     logger = logging.getLogger("httpx")
     if _LOG_FILTER not in logger.filters:
         logger.addFilter(_LOG_FILTER)
