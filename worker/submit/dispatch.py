@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Literal
 
 import redis
@@ -189,7 +189,7 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
         JobState.FINISHED if provider is ProviderKey.SENDMODE else JobState.SUBMITTED
     )  # accepted is final
     opened: dict[int, Evidence] = {0: prepared.subs[0]} if calls else {}
-    budget_end = _round_deadline(rt, connection, provider)
+    budget_end = rt.clock.now() + timedelta(seconds=ROUND_CALLS_S)
     for index, call in enumerate(calls):
         last = index == len(calls) - 1
         # A round that has run past its budget (a slow provider, a loaded host) makes this call and no more.
@@ -219,15 +219,6 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
     if result.kind == "retry" and result.requeued:
         result.wait_s = max(item.delay_s for item in result.requeued)
     return result
-
-
-def _round_deadline(rt: Runtime, connection: str, provider: ProviderKey) -> datetime:
-    """When a round stops starting calls: `ROUND_CALLS_S` after its claim; on Retarus REST, whose
-    unanswered calls `resolve` may call absent after `settle_time`, within a quarter of that too."""
-    budget = timedelta(seconds=ROUND_CALLS_S)
-    if provider is ProviderKey.RETARUS:
-        budget = min(budget, settle_time(rt, connection) / 4)
-    return rt.clock.now() + budget
 
 
 def _submit_opened(rt: Runtime, connection: str, token: str, prepared: Prepared) -> RoundResult:
@@ -270,7 +261,8 @@ class _OpenedCalls:
         self.rt, self.result = rt, result
         self.client = rt.client(connection)
         self.pairs = list(zip(prepared.calls, prepared.subs, strict=True))
-        self.budget_end = _round_deadline(rt, connection, ProviderKey.RETARUS)
+        budget = min(timedelta(seconds=ROUND_CALLS_S), settle_time(rt, connection) / 4)
+        self.budget_end = rt.clock.now() + budget
         self.accepted: list[tuple[Evidence, ProviderCall, str]] = []
         self.unmade: list[str] = []
         self.failure: Failure | None = None
