@@ -193,7 +193,7 @@ def test_a_limiter_redis_failure_mid_call_keeps_the_job_queued_not_failed(
     from worker.rate_limit.limiter import RedisRateLimiter
 
     class RedisGoneAtTheWire(RedisRateLimiter):
-        def try_acquire(self, kind="send"):
+        def attempt(self, kind="send"):
             raise redis_lib.ConnectionError("Connection refused")
 
     rt = runtime_factory(smsq_settings(sandbox, sqlite_url))

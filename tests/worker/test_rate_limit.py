@@ -16,7 +16,7 @@ import redis
 
 from tests import redis_dbs
 from worker.errors import RateLimitExceeded
-from worker.rate_limit.limiter import CallKind, RedisRateLimiter, send_slots
+from worker.rate_limit.limiter import CallKind, Grant, RedisRateLimiter, send_slots
 from worker.rate_limit.transport import MAX_WAIT_S, LimitedTransport, call_kind
 
 REDIS_URL = redis_dbs.url_for(redis_dbs.RATE_LIMIT)
@@ -242,8 +242,8 @@ def test_a_request_sleeps_until_a_slot_frees_and_reports_the_wait(r: Redis) -> N
 
 def test_the_wait_loop_does_not_busy_loop_on_tiny_waits(r: Redis) -> None:
     class AlwaysAlmostFree(RedisRateLimiter):
-        def try_acquire(self, kind: CallKind = "send") -> float:
-            return 1e-7
+        def attempt(self, kind: CallKind = "send") -> Grant:
+            return Grant(False, 1e-7, None)
 
     limiter = AlwaysAlmostFree(r, "tiny", 1, 1.0)
     naps: list[float] = []
@@ -260,6 +260,21 @@ def test_a_grant_that_went_stale_before_the_request_is_not_used(r: Redis) -> Non
     ticks = iter([0.0, 0.5, 1.0, 1.01])  # first grant took 0.5 s (stale), the second 0.01 s
     _get(_transport(limiter, monotonic=lambda: next(ticks)))
     assert limiter.usage() == 2
+
+
+def test_rebuilding_a_lost_window_does_not_make_the_grant_after_it_stale(r: Redis) -> None:
+    # The first call after Redis restarted rebuilds the window (database read, Redis writes) before it is
+    # granted; on a loaded host that took longer than half the margin, and the grant was thrown away as
+    # stale although it came after the rebuild: one slot of the window wasted per process (CI failure).
+    class SlowToRebuild(RedisRateLimiter):
+        def recover(self) -> int:
+            time.sleep(0.3)
+            return super().recover()
+
+    limiter = SlowToRebuild(r, "rebuilt", 10, 60.0, margin_s=0.2, poll_share=0.0, recent_calls=list)
+    r.delete(limiter.marker_key)
+    _get(_transport(limiter))
+    assert limiter.usage() == 1
 
 
 def test_polls_cannot_starve_sends_below_their_floor(r: Redis) -> None:

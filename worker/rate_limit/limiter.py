@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -186,6 +187,9 @@ class Grant(NamedTuple):
     granted: bool
     wait_s: float
     redis_time_us: int | None  # Redis time of the grant (None when refused)
+    #: Seconds this attempt spent rebuilding a lost window before the round trip that decided it:
+    #: not part of the delay between grant and wire (the grant came after it).
+    recovery_s: float = 0.0
 
 
 class RedisRateLimiter:
@@ -293,10 +297,12 @@ class RedisRateLimiter:
             self._ttl_ms,
             reserve,
         ]
+        started_s = time.perf_counter()
         granted, value = self._acquire_script(keys=keys, args=args)
         if int(granted) == 2:
             self.recover()
-            return self._run(kind, take=take)
+            outcome = self._run(kind, take=take)
+            return outcome._replace(recovery_s=outcome.recovery_s + time.perf_counter() - started_s)
         if int(granted) == 1:
             return Grant(True, 0.0, int(value))
         return Grant(False, max(int(value), 1) / 1_000_000, None)

@@ -138,9 +138,11 @@ class LimitedTransport(httpx.BaseTransport):
         waited_s = 0.0
         while True:
             asked_at = self._monotonic()
-            wait_s = self._limiter.try_acquire(kind)
-            if wait_s == 0.0:
-                delay_s = self._monotonic() - asked_at
+            grant = self._limiter.attempt(kind)
+            wait_s = grant.wait_s
+            if grant.granted:
+                # Rebuilding a lost window (first call after Redis restarted) came before the grant.
+                delay_s = self._monotonic() - asked_at - grant.recovery_s
                 if delay_s <= self._stale_after_s:
                     GRANT_TO_WIRE.labels(self._connection).observe(delay_s)
                     LIMITER_WAIT_SECONDS.labels(self._connection, kind).observe(waited_s)
