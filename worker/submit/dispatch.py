@@ -19,30 +19,17 @@ holds a worker thread for long and sweeps and polls interleave. Under backlog on
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
-
-import redis
 
 from models.db import transaction, utc
 from models.enums import JobState, ProviderKey
 from models.tables import Job
-from worker.errors import (
-    DeliveryUnknown,
-    DuplicateJob,
-    PermanentProviderError,
-    ProviderAuthError,
-    ProviderError,
-    ProviderThrottled,
-    RateLimitExceeded,
-    RetryableProviderError,
-)
 from worker.memory import batch_gate
 from worker.metrics.counters import ENQUEUE_TO_SUBMITTED, RECIPIENTS_SUBMITTED, observe_all
 from worker.policy.credits import RECHECK_S as CREDIT_RECHECK_S
@@ -52,42 +39,15 @@ from worker.runtime import Runtime
 from worker.submit.answers import accept_round
 from worker.submit.calls import ProviderCall
 from worker.submit.claim import claim_batch, round_limit
-from worker.submit.record import (
-    Evidence,
-    Prepared,
-    accept,
-    close_failed,
-    isolate,
-    mark_unknown,
-    new_submission,
-    open_submission,
-    preparer,
-    reject,
-    reject_unsendable,
-)
+from worker.submit.failures import RoundResult, Step, record_failure
+from worker.submit.record import Evidence, Prepared, accept, new_submission, open_submission, preparer
 from worker.submit.resolve import settle_time
 from worker.submit.settle import Failure, Requeued, settle_jobs
 
-log = logging.getLogger("smsq.dispatch")
-
-#: Longest a round of several calls goes on starting calls after its claim: on Retarus REST, whose calls'
-#: evidence was committed with the claim, also at most a quarter of the time `resolve` waits before it may
-#: call an unanswered call absent. The jobs of the calls not started go back to the backlog.
+#: Longest a round of several calls goes on starting calls after its claim (`round_end`: also at most a
+#: quarter of the time `resolve` waits before it may call an unanswered call absent). The jobs of the calls
+#: not started go back to the backlog.
 ROUND_CALLS_S = 5.0
-
-RoundKind = Literal["sent", "idle", "throttled", "paused", "retry", "unknown"]
-
-
-@dataclass
-class RoundResult:
-    """What one submission round did; `wait_s` says when trying again makes sense."""
-
-    kind: RoundKind
-    wait_s: float = 0.0
-    calls: int = 0
-    requeued: list[Requeued] = field(default_factory=list)
-    resolve: list[str] = field(default_factory=list)  # submissions whose fate must be looked up
-    invited: bool = False  # woke another drain to help with the backlog
 
 
 @dataclass
@@ -189,7 +149,7 @@ def submit_claim(rt: Runtime, connection: str, token: str, prepared: Prepared) -
         JobState.FINISHED if provider is ProviderKey.SENDMODE else JobState.SUBMITTED
     )  # accepted is final
     opened: dict[int, Evidence] = {0: prepared.subs[0]} if calls else {}
-    budget_end = rt.clock.now() + timedelta(seconds=ROUND_CALLS_S)
+    budget_end = round_end(rt, connection)
     for index, call in enumerate(calls):
         last = index == len(calls) - 1
         # A round that has run past its budget (a slow provider, a loaded host) makes this call and no more.
@@ -261,8 +221,7 @@ class _OpenedCalls:
         self.rt, self.result = rt, result
         self.client = rt.client(connection)
         self.pairs = list(zip(prepared.calls, prepared.subs, strict=True))
-        budget = min(timedelta(seconds=ROUND_CALLS_S), settle_time(rt, connection) / 4)
-        self.budget_end = rt.clock.now() + budget
+        self.budget_end = round_end(rt, connection)
         self.accepted: list[tuple[Evidence, ProviderCall, str]] = []
         self.unmade: list[str] = []
         self.failure: Failure | None = None
@@ -299,8 +258,8 @@ class _OpenedCalls:
         except Exception as exc:
             with self._lock:
                 self.clean = False
-                outcome, failure = _record_failure(self.rt, exc, call, sub.id, self.result,
-                                                   written=trace.written > 0)  # fmt: skip
+                written = trace.written > 0
+                outcome, failure = record_failure(self.rt, exc, call, sub.id, self.result, written=written)
                 self.failure = self.failure or failure
                 if outcome == "stop":
                     self._stop.set()
@@ -311,14 +270,17 @@ class _OpenedCalls:
             self.accepted.append((sub, call, provider_job_id))
 
 
+def round_end(rt: Runtime, connection: str) -> datetime:
+    """When a round of several calls stops starting calls: `ROUND_CALLS_S` after its claim, and never later
+    than a quarter of the time `resolve` waits before an unanswered call may be called absent."""
+    return rt.clock.now() + min(timedelta(seconds=ROUND_CALLS_S), settle_time(rt, connection) / 4)
+
+
 def _observe_submitted(rt: Runtime, connection: str, prepared: Prepared, call: ProviderCall) -> None:
     carried = set(call.job_ids)
     now = rt.clock.now()  # the claimed jobs' times are aware UTC (ClaimedJob), as is the clock's
     waits = ((now - max(j.created_at, j.due_at)).total_seconds() for j in prepared.jobs if j.id in carried)
     observe_all(ENQUEUE_TO_SUBMITTED, connection, waits)  # metric: due -> accepted
-
-
-Step = tuple[Literal["accepted", "next", "stop"], Failure | None]
 
 
 def _call(
@@ -338,62 +300,7 @@ def _call(
         with call_kind("send") as trace:
             provider_job_id = call.run(client)
     except Exception as exc:
-        return _record_failure(rt, exc, call, sub.id, result, written=trace.written > 0)
+        return record_failure(rt, exc, call, sub.id, result, written=trace.written > 0)
     accept(rt, sub, provider, provider_job_id, settle=settle, then_open=then_open)
     RECIPIENTS_SUBMITTED.labels(connection).inc(len(call.recipients))
     return "accepted", None
-
-
-def _unknown(rt: Runtime, sub_id: str, reason: str, result: RoundResult) -> None:
-    mark_unknown(rt, sub_id, reason)
-    result.kind = "unknown"
-    result.resolve.append(sub_id)
-
-
-def _record_failure(
-    rt: Runtime, exc: Exception, call: ProviderCall, sub_id: str, result: RoundResult, *, written: bool
-) -> Step:
-    """Record why a call failed; only a call known not to have created anything releases its recipients."""
-    if isinstance(exc, RateLimitExceeded | ProviderThrottled):
-        wait_s = exc.wait_s if isinstance(exc, RateLimitExceeded) else exc.retry_after_s or 1.0
-        close_failed(
-            rt, sub_id, "rate limit reached before the call was made" if written is False else str(exc)
-        )
-        result.kind, result.wait_s = "throttled", wait_s
-        return "stop", exc
-    if isinstance(exc, DeliveryUnknown | DuplicateJob):
-        _unknown(rt, sub_id, str(exc), result)
-        return "stop", exc
-    if isinstance(exc, RetryableProviderError | ProviderAuthError):
-        close_failed(rt, sub_id, str(exc))
-        result.kind = "retry"
-        return "stop", exc
-    if isinstance(exc, PermanentProviderError):
-        if len(call.job_ids) > 1:
-            close_failed(rt, sub_id, str(exc))
-            isolate(rt, call.job_ids)  # one job's content may have spoiled the shared call
-        else:
-            reject(rt, sub_id, call, str(exc))
-        return "next", None
-    if isinstance(exc, ProviderError):  # a provider error of no known kind: treat its fate as unknown
-        _unknown(rt, sub_id, str(exc), result)
-        return "stop", exc
-    if isinstance(exc, redis.RedisError) and not written:
-        # The limiter's Redis is away (restart, failover): the request was never written. Try later, as a
-        # wait, not as a provider retry and never as a refusal.
-        close_failed(rt, sub_id, f"not sent: the limiter's Redis did not answer ({type(exc).__name__})")
-        result.kind, result.wait_s = "throttled", 1.0
-        return "stop", None
-    # Not a provider answer: a bug, or an encoding error while building the request. If the request never
-    # reached the transport, the call did not leave: the job is isolated and, when alone, fails with a
-    # reason, while its neighbours go on. If it did, its fate is unknown.
-    log.error("call for submission %s failed: %s", sub_id, type(exc).__name__)
-    if written:
-        _unknown(rt, sub_id, f"error after the request was written: {type(exc).__name__}", result)
-        return "stop", None
-    if len(call.job_ids) > 1:
-        close_failed(rt, sub_id, f"could not build the request: {type(exc).__name__}")
-        isolate(rt, call.job_ids)
-    else:
-        reject_unsendable(rt, sub_id, call, type(exc).__name__)
-    return "next", None
