@@ -12,6 +12,7 @@ offset  used by
 7       the status-table end-to-end test (tests/contract/test_status_table_e2e.py)
 9       the scaling tests (tests/scaling/: the standby beat)
 8       the retention tests (tests/retention/)
+10      the polling-cost benchmark (bench/polling.py) and its quick test (tests/bench/)
 11      the rate-limiter tests (tests/worker/test_rate_limit.py)
 12      the benchmark (bench/throughput.py), never the tests
 13      the CLI and ops tests (tests/cli/, tests/ops/)
@@ -36,6 +37,7 @@ CALLBACKS = 6
 CONTRACT = 7
 SCALING = 9
 RETENTION = 8
+POLLING = 10
 RATE_LIMIT = 11
 BENCH = 12
 CLI = 13
