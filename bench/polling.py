@@ -290,7 +290,8 @@ def render(outcomes: list[Outcome], elapsed_s: float, command: str) -> str:
         "after final*: smsq's record time minus the recipient's finishedTs at the sandbox, every recipient "
         "but the slow ones, in poll intervals.",
         "",
-        "| scenario | jobs | recipients per call | provider jobs | slow every | poll cycles (simulated) | "
+        "| scenario | jobs | recipients per call | provider jobs | slow every | poll cycles (simulated; cut short "
+        "by the limiter or the provider) | "
         "listings | recipient reads: closing / long-open refresh / extra | recipient reads per finished job | "
         "extra reads per finished job | status calls per finished job | recorded after final p50 / p99 / max "
         "(poll intervals) | slow recipients closed unknown |",
@@ -301,7 +302,7 @@ def render(outcomes: list[Outcome], elapsed_s: float, command: str) -> str:
         delays = o.delays_in_intervals
         lines.append(
             f"| {s.label} | {o.finished_jobs:,} of {s.jobs:,} finished | {s.per_call} | {o.provider_jobs:,} | "
-            f"{s.slow_every} | {o.cycles:,} ({o.simulated_s / 3600:.2f} h) | {o.listings:,} | "
+            f"{s.slow_every} | {o.cycles:,} ({o.simulated_s / 3600:.2f} h; {o.postponed} cut short) | {o.listings:,} | "
             f"{o.reads:,}: {o.reads_closing:,} / {o.reads_refresh:,} / {o.reads_extra:,} | "
             f"{o.per_job(o.reads):.3f} | {o.per_job(o.reads_extra):.3f} | "
             f"{o.per_job(o.status_calls):.3f} | {_quantile(delays, 0.5):.2f} / {_quantile(delays, 0.99):.2f} / "
