@@ -49,7 +49,7 @@ import redis
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from bench.report import notes_and_run, write_section
+from bench.report import nearest_rank, notes_and_run, write_section
 from bench.throughput import flush_redis, machine_info, request, runtime_for, settings_env
 from bench.workers import ROOT, WorkerFleet
 from models.db import transaction
@@ -737,10 +737,7 @@ class LatencyRun:
     startup_s: float
 
     def percentile(self, q: float) -> float | None:
-        if not self.latencies_s:
-            return None
-        ordered = sorted(self.latencies_s)
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+        return nearest_rank(self.latencies_s, q)
 
 
 def run_latency(

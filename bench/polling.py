@@ -42,18 +42,16 @@ from typing import Any, cast
 import redis
 from sqlmodel import col, func, select
 
-from bench.report import write_section
+from bench.report import nearest_rank, write_section
+from bench.throughput import bench_settings, number, sqlite_url
 from models.clock import ManualClock
 from models.db import transaction, utc
 from models.enums import JobState
-from models.migrate import upgrade
 from models.tables import Job, Recipient
-from sandbox.config import DEFAULT_API_KEY, DEFAULT_PASSWORD, DEFAULT_USERNAME
 from scheduler.poll import poll_connection
 from tests import redis_dbs
 from worker.producer import enqueue_many
 from worker.runtime import Runtime
-from worker.settings import load_settings
 from worker.submit.dispatch import submit_next
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -67,11 +65,6 @@ CAP_S = 3 * 3600.0
 RECORD_BOUND_INTERVALS = 2.0
 #: The bound of issue 13: recipient reads per finished job.
 READS_BOUND = 1.2
-
-
-def number(i: int) -> str:
-    """A mobile number that is none of the sandbox's magic ones (they end in 0001..0017, 0429, 0500)."""
-    return f"+49176{i:05d}88"
 
 
 def slow_number(i: int) -> str:
@@ -107,7 +100,6 @@ class Outcome:
     unknown_recipients: int = 0
     record_delays_s: list[float] = field(default_factory=list)
     postponed: int = 0  # poll cycles the limiter or the provider cut short
-    wall_s: float = 0.0
     poll_interval_s: float = 10.0
 
     @property
@@ -122,25 +114,16 @@ class Outcome:
         return sorted(d / self.poll_interval_s for d in self.record_delays_s)
 
 
-@dataclass
-class SandboxHandle:
-    url: str
-    app: Any
-
-    @property
-    def state(self) -> Any:
-        return self.app.state.sandbox
-
-
 @contextlib.contextmanager
-def _sandbox(clock: ManualClock) -> Iterator[SandboxHandle]:
+def _sandbox(clock: ManualClock) -> Iterator[tuple[str, Any]]:
+    """An in-process sandbox on `clock`, over HTTP on a loopback port: its URL and its state."""
     from sandbox.app import create_app
     from sandbox.config import SandboxConfig
     from sandbox.server import serve_in_thread
 
     app = create_app(SandboxConfig(limit_calls=1_000_000, limit_period_s=60.0), clock=clock)
     with serve_in_thread(app) as url:
-        yield SandboxHandle(url, app)
+        yield url, app.state.sandbox
 
 
 def requests_for(scenario: Scenario) -> list[dict[str, Any]]:
@@ -157,23 +140,17 @@ def requests_for(scenario: Scenario) -> list[dict[str, Any]]:
 def run(scenario: Scenario, workdir: Path) -> Outcome:
     from worker.celery_app import create_celery_app
 
-    began = time.perf_counter()
     outcome = Outcome(scenario)
     clock = ManualClock(datetime(2030, 1, 7, 9, 0, tzinfo=UTC))
-    database_url = f"sqlite:///{workdir / scenario.label.replace(' ', '_')}.db"
-    upgrade(database_url)
+    database_url = sqlite_url(workdir, scenario.label.replace(" ", "_").replace(",", ""))
     store = redis.Redis.from_url(REDIS_URL)
     store.flushdb()
     try:
-        with _sandbox(clock) as box:
-            settings = load_settings(
+        with _sandbox(clock) as (url, sandbox):
+            settings = bench_settings(
+                database_url,
+                f"{url}/rest/v1",
                 broker_url=REDIS_URL,
-                database_url=database_url,
-                provider="retarus",
-                provider_url=f"{box.url}/rest/v1",
-                provider_username=DEFAULT_USERNAME,
-                provider_password=DEFAULT_PASSWORD,
-                provider_api_key=DEFAULT_API_KEY,
                 rate_limit_calls=100_000,
                 rate_limit_period_s=60.0,
                 batch_max_recipients=scenario.per_call,
@@ -182,17 +159,16 @@ def run(scenario: Scenario, workdir: Path) -> Outcome:
             rt = Runtime(settings, clock=clock, celery=create_celery_app(settings))
             cast(Any, rt).wake = lambda *args, **kwargs: False  # sent in this process; no drain is woken
             try:
-                _drive(rt, box, scenario, outcome, clock)
+                _drive(rt, sandbox, scenario, outcome, clock)
             finally:
                 rt.close()
     finally:
         store.flushdb()
         store.close()
-    outcome.wall_s = time.perf_counter() - began
     return outcome
 
 
-def _drive(rt: Runtime, box: SandboxHandle, scenario: Scenario, outcome: Outcome, clock: ManualClock) -> None:
+def _drive(rt: Runtime, sandbox: Any, scenario: Scenario, outcome: Outcome, clock: ManualClock) -> None:
     requests = requests_for(scenario)
     enqueue_many(requests, runtime=rt)
     outcome.slow_recipients = sum(
@@ -201,12 +177,10 @@ def _drive(rt: Runtime, box: SandboxHandle, scenario: Scenario, outcome: Outcome
     while submit_next("default", rt).kind != "idle":
         pass
     sends = [
-        c
-        for c in box.state.calls()
-        if c.method == "POST" and c.path == "/rest/v1/jobs" and c.status_code < 300
+        c for c in sandbox.calls() if c.method == "POST" and c.path == "/rest/v1/jobs" and c.status_code < 300
     ]
     outcome.provider_jobs = len(sends)
-    before = len(box.state.calls())
+    before = len(sandbox.calls())
     started = clock.now()
     while (clock.now() - started).total_seconds() < CAP_S:
         clock.advance(rt.settings.poll_interval_s)
@@ -220,11 +194,11 @@ def _drive(rt: Runtime, box: SandboxHandle, scenario: Scenario, outcome: Outcome
         if not open_jobs:
             break
     outcome.simulated_s = (clock.now() - started).total_seconds()
-    status = [c for c in box.state.calls()[before:] if c.method == "GET"]
+    status = [c for c in sandbox.calls()[before:] if c.method == "GET"]
     outcome.listings = sum(1 for c in status if c.path == "/rest/v1/jobs")
     reads = [c for c in status if c.path == "/rest/v1/sms"]
     outcome.reads = len(reads)
-    _classify_reads(outcome, box, reads, rt.settings.long_open_refresh_s)
+    _classify_reads(outcome, sandbox, reads, rt.settings.long_open_refresh_s)
     with transaction(rt.sessions) as session:
         outcome.finished_jobs = session.exec(
             select(func.count()).select_from(Job).where(col(Job.state) == JobState.FINISHED)
@@ -241,14 +215,14 @@ def _drive(rt: Runtime, box: SandboxHandle, scenario: Scenario, outcome: Outcome
                 outcome.record_delays_s.append((recorded - final_at).total_seconds())
 
 
-def _classify_reads(outcome: Outcome, box: SandboxHandle, reads: list[Any], refresh_s: float) -> None:
+def _classify_reads(outcome: Outcome, sandbox: Any, reads: list[Any], refresh_s: float) -> None:
     """Sort every recipient read by what the provider job was at that moment, from the sandbox's records.
 
     The last read of a job is its closing read (it found the job closed, or past validity plus grace). A read
     before that found the job open: the single-recipient rule makes it too when `refresh_s` had passed since
     the job's previous read (or its receipt) as that rule would have read it; the others are the extra cost
     of reading an open job with several recipients at every due poll."""
-    jobs = {job.job_id: job for job in box.state.jobs()}
+    jobs = {job.job_id: job for job in sandbox.jobs()}
     times: dict[str, list[datetime]] = {}
     for call in reads:
         times.setdefault(call.job_ids[0], []).append(call.sandbox_ts)
@@ -264,10 +238,8 @@ def _classify_reads(outcome: Outcome, box: SandboxHandle, reads: list[Any], refr
                 outcome.reads_extra += 1
 
 
-def _quantile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    return values[min(len(values) - 1, math.ceil(q * len(values)) - 1)]
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def render(outcomes: list[Outcome], elapsed_s: float, command: str) -> str:
@@ -305,7 +277,7 @@ def render(outcomes: list[Outcome], elapsed_s: float, command: str) -> str:
             f"{s.slow_every} | {o.cycles:,} ({o.simulated_s / 3600:.2f} h; {o.postponed} cut short) | {o.listings:,} | "
             f"{o.reads:,}: {o.reads_closing:,} / {o.reads_refresh:,} / {o.reads_extra:,} | "
             f"{o.per_job(o.reads):.3f} | {o.per_job(o.reads_extra):.3f} | "
-            f"{o.per_job(o.status_calls):.3f} | {_quantile(delays, 0.5):.2f} / {_quantile(delays, 0.99):.2f} / "
+            f"{o.per_job(o.status_calls):.3f} | {_f(nearest_rank(delays, 0.5))} / {_f(nearest_rank(delays, 0.99))} / "
             f"{max(delays, default=math.nan):.2f} | {o.unknown_recipients} of {o.slow_recipients} |"
         )
     lines.append("")

@@ -6,8 +6,9 @@ document and the console summary cannot disagree.
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,6 +328,14 @@ def render_markdown(report: BenchReport) -> str:
 
 def _markers(name: str) -> tuple[str, str]:
     return f"<!-- section {name}: start -->", f"<!-- section {name}: end -->"
+
+
+def nearest_rank(values: Sequence[float], q: float) -> float | None:
+    """The `q` quantile of `values` by the nearest-rank method (a value that occurred), None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def write_section(path: Path, name: str, body: str) -> None:
