@@ -314,14 +314,24 @@ def scenarios(jobs: int, slow_every: int) -> list[Scenario]:
     ]
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--jobs", type=int, default=2000, help="jobs per scenario")
+    parser.add_argument("--jobs", type=_at_least_one, default=2000, help="jobs per scenario")
     parser.add_argument(
         "--slow-every",
-        type=int,
+        type=_at_least_one,
         default=20,
         help="one coalesced provider job in this many has a slow recipient",
     )
